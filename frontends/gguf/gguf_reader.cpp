@@ -1,5 +1,12 @@
 // The GGUF parser. Reads little-endian fields through a cursor that checks every read against
-// the end of the file; all errors carry the byte offset of the field that was wrong.
+// the end of the file; every error carries the byte offset and the name of the field that was
+// wrong ("at byte 24: value of llama.block_count: unexpected end of file").
+//
+// Memory is bounded by the file: a count is checked against the bytes left before anything is
+// reserved for it, so metadata never costs more than 8 bytes of memory per byte of file (an
+// array of u8 is held as int64). Arrays of arrays are the one exception to that ratio (an empty
+// inner array is 12 bytes on disk but a whole Value in memory), so their number is capped; real
+// files never nest arrays at all.
 #include <algorithm>
 #include <cstring>
 
@@ -8,14 +15,17 @@
 namespace kiln::gguf {
 namespace {
 
-// Nested arrays deeper than this are rejected (real files never nest at all).
+// Nested arrays deeper than this are rejected.
 constexpr int kMaxArrayDepth = 4;
+// At most this many arrays inside arrays in one file (about 13 MiB of Values).
+constexpr uint64_t kMaxNestedArrays = 1 << 16;
 
 class Cursor {
  public:
   explicit Cursor(std::span<const uint8_t> b) : b_(b) {}
   uint64_t pos() const { return pos_; }
   uint64_t left() const { return b_.size() - pos_; }
+  uint64_t nested_arrays = 0;  // arrays read as elements of other arrays so far
 
   template <typename T>
   Status read(T* out, std::string_view field) {
@@ -32,7 +42,7 @@ class Cursor {
     KILN_RETURN_IF_ERROR(read(&len, field));
     if (len > left())
       return make_error("at byte ", start, ": ", field, ": string length ", len,
-                        " runs past the end of the file");
+                        " runs past the end of the file (", left(), " bytes left)");
     out->assign(reinterpret_cast<const char*>(b_.data() + pos_), size_t(len));
     pos_ += len;
     return Status::Ok();
@@ -46,12 +56,24 @@ class Cursor {
 // Smallest encoded size of one value of type t, used to bound counts before allocating.
 uint64_t min_encoded_size(Type t) {
   switch (t) {
-    case Type::U8: case Type::I8: case Type::BOOL: return 1;
-    case Type::U16: case Type::I16: return 2;
-    case Type::U32: case Type::I32: case Type::F32: return 4;
-    case Type::U64: case Type::I64: case Type::F64: return 8;
-    case Type::STRING: return 8;
-    case Type::ARRAY: return 12;
+    case Type::U8:
+    case Type::I8:
+    case Type::BOOL:
+      return 1;
+    case Type::U16:
+    case Type::I16:
+      return 2;
+    case Type::U32:
+    case Type::I32:
+    case Type::F32:
+      return 4;
+    case Type::U64:
+    case Type::I64:
+    case Type::F64:
+    case Type::STRING:  // the length
+      return 8;
+    case Type::ARRAY:  // element type + count
+      return 12;
   }
   return 1;
 }
@@ -60,39 +82,115 @@ Status read_type(Cursor& c, Type* t, std::string_view field) {
   uint64_t at = c.pos();
   uint32_t raw = 0;
   KILN_RETURN_IF_ERROR(c.read(&raw, field));
-  if (raw >= kNumTypes) return make_error("at byte ", at, ": ", field, ": unknown value type ", raw);
+  if (raw >= kNumTypes)
+    return make_error("at byte ", at, ": ", field, ": unknown value type ", raw);
   *t = Type(raw);
   return Status::Ok();
 }
 
-Status read_scalar(Cursor& c, Type t, Value* v, std::string_view field);
+Status read_scalar(Cursor& c, Type t, Value* v, std::string_view field) {
+  switch (t) {
+    case Type::U8: {
+      uint8_t x = 0;
+      KILN_RETURN_IF_ERROR(c.read(&x, field));
+      v->u = x;
+      return Status::Ok();
+    }
+    case Type::I8: {
+      int8_t x = 0;
+      KILN_RETURN_IF_ERROR(c.read(&x, field));
+      v->i = x;
+      return Status::Ok();
+    }
+    case Type::U16: {
+      uint16_t x = 0;
+      KILN_RETURN_IF_ERROR(c.read(&x, field));
+      v->u = x;
+      return Status::Ok();
+    }
+    case Type::I16: {
+      int16_t x = 0;
+      KILN_RETURN_IF_ERROR(c.read(&x, field));
+      v->i = x;
+      return Status::Ok();
+    }
+    case Type::U32: {
+      uint32_t x = 0;
+      KILN_RETURN_IF_ERROR(c.read(&x, field));
+      v->u = x;
+      return Status::Ok();
+    }
+    case Type::I32: {
+      int32_t x = 0;
+      KILN_RETURN_IF_ERROR(c.read(&x, field));
+      v->i = x;
+      return Status::Ok();
+    }
+    case Type::U64:
+      return c.read(&v->u, field);
+    case Type::I64:
+      return c.read(&v->i, field);
+    case Type::F32: {
+      float x = 0;
+      KILN_RETURN_IF_ERROR(c.read(&x, field));
+      v->f = x;
+      return Status::Ok();
+    }
+    case Type::F64:
+      return c.read(&v->f, field);
+    case Type::BOOL: {
+      uint64_t at = c.pos();
+      uint8_t x = 0;
+      KILN_RETURN_IF_ERROR(c.read(&x, field));
+      if (x > 1) return make_error("at byte ", at, ": ", field, ": bool value ", int(x));
+      v->b = x != 0;
+      return Status::Ok();
+    }
+    case Type::STRING:
+      return c.read_string(&v->s, field);
+    case Type::ARRAY:
+      break;
+  }
+  return make_error("at byte ", c.pos(), ": ", field, ": unexpected array");
+}
 
 Status read_value(Cursor& c, Type t, Value* v, std::string_view field, int depth) {
   v->type = t;
   if (t != Type::ARRAY) return read_scalar(c, t, v, field);
+  uint64_t start = c.pos();
   if (depth >= kMaxArrayDepth)
-    return make_error("at byte ", c.pos(), ": ", field, ": arrays nested too deeply");
+    return make_error("at byte ", start, ": ", field, ": arrays nested more than ",
+                      kMaxArrayDepth, " deep");
   KILN_RETURN_IF_ERROR(read_type(c, &v->elem, field));
   uint64_t at = c.pos();
   uint64_t n = 0;
   KILN_RETURN_IF_ERROR(c.read(&n, field));
   if (n > c.left() / min_encoded_size(v->elem))
     return make_error("at byte ", at, ": ", field, ": array count ", n,
-                      " exceeds what the rest of the file can hold");
+                      " exceeds what the rest of the file can hold (", c.left(), " bytes)");
+  if (v->elem == Type::ARRAY) {
+    if (n > kMaxNestedArrays - c.nested_arrays)
+      return make_error("at byte ", at, ": ", field, ": more than ", kMaxNestedArrays,
+                        " arrays inside arrays");
+    c.nested_arrays += n;
+    v->arrays.resize(size_t(n));
+    for (Value& inner : v->arrays)
+      KILN_RETURN_IF_ERROR(read_value(c, Type::ARRAY, &inner, field, depth + 1));
+    return Status::Ok();
+  }
+  if (v->elem == Type::STRING) {
+    v->strings.resize(size_t(n));
+    for (std::string& s : v->strings) KILN_RETURN_IF_ERROR(c.read_string(&s, field));
+    return Status::Ok();
+  }
+  if (is_int_type(v->elem))
+    v->ints.reserve(size_t(n));
+  else if (is_float_type(v->elem))
+    v->floats.reserve(size_t(n));
+  else
+    v->bools.reserve(size_t(n));
   Value tmp;
   for (uint64_t k = 0; k < n; ++k) {
-    if (v->elem == Type::ARRAY) {
-      Value inner;
-      KILN_RETURN_IF_ERROR(read_value(c, Type::ARRAY, &inner, field, depth + 1));
-      v->arrays.push_back(std::move(inner));
-      continue;
-    }
-    if (v->elem == Type::STRING) {
-      std::string s;
-      KILN_RETURN_IF_ERROR(c.read_string(&s, field));
-      v->strings.push_back(std::move(s));
-      continue;
-    }
     KILN_RETURN_IF_ERROR(read_scalar(c, v->elem, &tmp, field));
     if (is_int_type(v->elem))
       v->ints.push_back(is_signed_type(v->elem) ? tmp.i : int64_t(tmp.u));
@@ -100,32 +198,6 @@ Status read_value(Cursor& c, Type t, Value* v, std::string_view field, int depth
       v->floats.push_back(tmp.f);
     else
       v->bools.push_back(tmp.b ? 1 : 0);
-  }
-  return Status::Ok();
-}
-
-Status read_scalar(Cursor& c, Type t, Value* v, std::string_view field) {
-  switch (t) {
-    case Type::U8: { uint8_t x{}; KILN_RETURN_IF_ERROR(c.read(&x, field)); v->u = x; break; }
-    case Type::I8: { int8_t x{}; KILN_RETURN_IF_ERROR(c.read(&x, field)); v->i = x; break; }
-    case Type::U16: { uint16_t x{}; KILN_RETURN_IF_ERROR(c.read(&x, field)); v->u = x; break; }
-    case Type::I16: { int16_t x{}; KILN_RETURN_IF_ERROR(c.read(&x, field)); v->i = x; break; }
-    case Type::U32: { uint32_t x{}; KILN_RETURN_IF_ERROR(c.read(&x, field)); v->u = x; break; }
-    case Type::I32: { int32_t x{}; KILN_RETURN_IF_ERROR(c.read(&x, field)); v->i = x; break; }
-    case Type::U64: { uint64_t x{}; KILN_RETURN_IF_ERROR(c.read(&x, field)); v->u = x; break; }
-    case Type::I64: { int64_t x{}; KILN_RETURN_IF_ERROR(c.read(&x, field)); v->i = x; break; }
-    case Type::F32: { float x{}; KILN_RETURN_IF_ERROR(c.read(&x, field)); v->f = x; break; }
-    case Type::F64: { double x{}; KILN_RETURN_IF_ERROR(c.read(&x, field)); v->f = x; break; }
-    case Type::BOOL: {
-      uint64_t at = c.pos();
-      uint8_t x;
-      KILN_RETURN_IF_ERROR(c.read(&x, field));
-      if (x > 1) return make_error("at byte ", at, ": ", field, ": bool value ", int(x));
-      v->b = x != 0;
-      break;
-    }
-    case Type::STRING: return c.read_string(&v->s, field);
-    case Type::ARRAY: return make_error("at byte ", c.pos(), ": ", field, ": unexpected array");
   }
   return Status::Ok();
 }
@@ -171,63 +243,76 @@ Status GgufFile::parse_all() {
   KILN_RETURN_IF_ERROR(c.read(&magic, "magic"));
   if (magic != kMagic) return make_error("at byte 0: magic: not a GGUF file (bad magic)");
   KILN_RETURN_IF_ERROR(c.read(&version_, "version"));
-  if (version_ == 1) return make_error("at byte 4: version: GGUF v1 is not supported (need 2 or 3)");
+  if (version_ == 1)
+    return make_error("at byte 4: version: GGUF v1 is not supported (need 2 or 3)");
   if (version_ != 2 && version_ != 3) {
     if ((version_ & 0xffff) == 0 && version_ != 0)
-      return make_error("at byte 4: version: file looks big-endian, which is not supported");
-    return make_error("at byte 4: version: unsupported GGUF version ", version_, " (need 2 or 3)");
+      return make_error("at byte 4: version: ", version_,
+                        " looks like a big-endian file, which is not supported");
+    return make_error("at byte 4: version: unsupported GGUF version ", version_,
+                      " (need 2 or 3)");
   }
   uint64_t n_tensors = 0, n_kv = 0;
   KILN_RETURN_IF_ERROR(c.read(&n_tensors, "tensor count"));
   KILN_RETURN_IF_ERROR(c.read(&n_kv, "metadata count"));
-  // Each tensor info takes at least 8 (name) + 4 (n_dims) + 8 (one dim) + 4 + 8 bytes,
-  // each key/value at least 8 (key) + 4 (type) + 1 byte.
-  if (n_kv > c.left() / 13)
-    return make_error("at byte 16: metadata count ", n_kv, " exceeds what the file can hold");
+  // A tensor info takes at least 8 (name) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset)
+  // bytes, a key/value at least 8 (key) + 4 (type) + 1 (value).
   if (n_tensors > c.left() / 32)
-    return make_error("at byte 8: tensor count ", n_tensors, " exceeds what the file can hold");
+    return make_error("at byte 8: tensor count: ", n_tensors, " exceeds what the file can hold");
+  if (n_kv > c.left() / 13)
+    return make_error("at byte 16: metadata count: ", n_kv, " exceeds what the file can hold");
 
+  uint64_t alignment_pos = 0;
   for (uint64_t k = 0; k < n_kv; ++k) {
     uint64_t at = c.pos();
     std::string key;
     KILN_RETURN_IF_ERROR(c.read_string(&key, "metadata key"));
-    if (metadata_.has(key)) return make_error("at byte ", at, ": duplicate metadata key ", key);
-    Type t;
+    if (metadata_.has(key))
+      return make_error("at byte ", at, ": metadata key '", key, "': duplicate key");
     std::string field = "value of " + key;
+    Type t;
     KILN_RETURN_IF_ERROR(read_type(c, &t, field));
+    if (key == "general.alignment") alignment_pos = c.pos();
     Value v;
     KILN_RETURN_IF_ERROR(read_value(c, t, &v, field, 0));
     metadata_.set(std::move(key), std::move(v));
   }
 
+  // The data section's alignment: a u32 power of two (ggml rejects any other type too).
   if (const Value* a = metadata_.find("general.alignment")) {
-    if (!is_int_type(a->type)) return make_error("general.alignment: expected u32, found ",
-                                                 a->describe());
-    uint64_t al = is_signed_type(a->type) ? uint64_t(a->i) : a->u;
-    if (al == 0 || (al & (al - 1)) != 0 || al > (1u << 20))
-      return make_error("general.alignment: ", al, " is not a power of two up to 1 MiB");
-    alignment_ = uint32_t(al);
+    if (a->type != Type::U32)
+      return make_error("at byte ", alignment_pos, ": general.alignment: expected u32, found ",
+                        a->describe());
+    if (a->u == 0 || (a->u & (a->u - 1)) != 0 || a->u > (1u << 20))
+      return make_error("at byte ", alignment_pos, ": general.alignment: ", a->u,
+                        " is not a power of two up to 1 MiB");
+    alignment_ = uint32_t(a->u);
   }
 
   tensors_.reserve(size_t(n_tensors));
+  std::vector<uint64_t> offset_pos;  // where each tensor's offset field is, for messages
+  offset_pos.reserve(size_t(n_tensors));
   for (uint64_t k = 0; k < n_tensors; ++k) {
     TensorInfo t;
     t.info_pos = c.pos();
     KILN_RETURN_IF_ERROR(c.read_string(&t.name, "tensor name"));
+    if (tensor_index_.count(t.name))
+      return make_error("at byte ", t.info_pos, ": tensor name '", t.name, "': duplicate name");
     std::string field = "tensor '" + t.name + "'";
     uint64_t at = c.pos();
     uint32_t n_dims = 0;
     KILN_RETURN_IF_ERROR(c.read(&n_dims, field + " n_dims"));
     if (n_dims == 0 || n_dims > kMaxDims)
-      return make_error("at byte ", at, ": ", field, ": n_dims ", n_dims, " not in 1..", kMaxDims);
+      return make_error("at byte ", at, ": ", field, " n_dims: ", n_dims, " not in 1..",
+                        kMaxDims);
     uint64_t elems = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       at = c.pos();
       uint64_t dim = 0;
       KILN_RETURN_IF_ERROR(c.read(&dim, field + " dims"));
-      if (dim == 0) return make_error("at byte ", at, ": ", field, ": dimension ", d, " is zero");
+      if (dim == 0) return make_error("at byte ", at, ": ", field, " dims: dimension ", d, " is 0");
       if (dim > (uint64_t(1) << 62) / elems)
-        return make_error("at byte ", at, ": ", field, ": element count overflows");
+        return make_error("at byte ", at, ": ", field, " dims: element count overflows 2^62");
       elems *= dim;
       t.dims.push_back(dim);
     }
@@ -235,24 +320,23 @@ Status GgufFile::parse_all() {
     uint32_t raw_type = 0;
     KILN_RETURN_IF_ERROR(c.read(&raw_type, field + " type"));
     auto dt = dtype_from_ggml(raw_type);
-    if (!dt) return make_error("at byte ", at, ": ", field, ": unknown tensor type ", raw_type);
+    if (!dt) return make_error("at byte ", at, ": ", field, " type: unknown tensor type ", raw_type);
     t.type = *dt;
     uint32_t blk = dtype_info(t.type).block_elems;
     if (t.dims[0] % blk != 0)
-      return make_error("at byte ", at, ": ", field, ": row length ", t.dims[0],
+      return make_error("at byte ", at, ": ", field, " type: row length ", t.dims[0],
                         " is not a multiple of the ", dtype_name(t.type), " block size ", blk);
     auto rb = row_bytes(t.type, t.dims[0]);
     uint64_t rows = elems / t.dims[0];
-    if (!rb || (rows && *rb > UINT64_MAX / rows))
-      return make_error("at byte ", at, ": ", field, ": byte size overflows");
+    if (!rb || *rb > UINT64_MAX / rows)
+      return make_error("at byte ", at, ": ", field, " type: byte size overflows");
     t.bytes = *rb * rows;
     at = c.pos();
     KILN_RETURN_IF_ERROR(c.read(&t.offset, field + " offset"));
     if (t.offset % alignment_ != 0)
-      return make_error("at byte ", at, ": ", field, ": offset ", t.offset,
-                        " is not aligned to ", alignment_);
-    if (tensor_index_.count(t.name))
-      return make_error("at byte ", t.info_pos, ": duplicate tensor name '", t.name, "'");
+      return make_error("at byte ", at, ": ", field, " offset: ", t.offset,
+                        " is not a multiple of the alignment ", alignment_);
+    offset_pos.push_back(at);
     tensor_index_.emplace(t.name, tensors_.size());
     tensors_.push_back(std::move(t));
   }
@@ -260,26 +344,31 @@ Status GgufFile::parse_all() {
   uint64_t end_of_infos = c.pos();
   data_offset_ = (end_of_infos + alignment_ - 1) / alignment_ * alignment_;
   if (n_tensors > 0 && data_offset_ > bytes_.size())
-    return make_error("at byte ", end_of_infos, ": data section starts past the end of the file");
+    return make_error("at byte ", end_of_infos, ": data section: starts at byte ", data_offset_,
+                      ", past the end of the file (", bytes_.size(), " bytes)");
   uint64_t data_size = bytes_.size() > data_offset_ ? bytes_.size() - data_offset_ : 0;
 
-  for (const TensorInfo& t : tensors_) {
+  for (size_t k = 0; k < tensors_.size(); ++k) {
+    const TensorInfo& t = tensors_[k];
     if (t.offset > data_size || t.bytes > data_size - t.offset)
-      return make_error("at byte ", t.info_pos, ": tensor '", t.name, "': data [", t.offset,
-                        ", +", t.bytes, ") runs past the end of the file (data section is ",
+      return make_error("at byte ", offset_pos[k], ": tensor '", t.name, "' offset: data [",
+                        t.offset, ", +", t.bytes, ") runs past the end of the file (data section is ",
                         data_size, " bytes)");
   }
   // Tensors must not overlap: sort by offset and compare neighbours.
-  std::vector<const TensorInfo*> by_offset;
-  for (const TensorInfo& t : tensors_) by_offset.push_back(&t);
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](const TensorInfo* a, const TensorInfo* b) { return a->offset < b->offset; });
+  std::vector<size_t> by_offset(tensors_.size());
+  for (size_t k = 0; k < by_offset.size(); ++k) by_offset[k] = k;
+  std::sort(by_offset.begin(), by_offset.end(), [&](size_t a, size_t b) {
+    return tensors_[a].offset != tensors_[b].offset ? tensors_[a].offset < tensors_[b].offset
+                                                    : a < b;
+  });
   for (size_t k = 1; k < by_offset.size(); ++k) {
-    const TensorInfo* a = by_offset[k - 1];
-    const TensorInfo* b = by_offset[k];
-    if (a->offset + a->bytes > b->offset)
-      return make_error("at byte ", b->info_pos, ": tensor '", b->name, "' overlaps tensor '",
-                        a->name, "'");
+    const TensorInfo& a = tensors_[by_offset[k - 1]];
+    const TensorInfo& b = tensors_[by_offset[k]];
+    if (a.offset + a.bytes > b.offset)
+      return make_error("at byte ", offset_pos[by_offset[k]], ": tensor '", b.name,
+                        "' offset: data [", b.offset, ", +", b.bytes, ") overlaps tensor '",
+                        a.name, "' [", a.offset, ", +", a.bytes, ")");
   }
   return Status::Ok();
 }

@@ -52,7 +52,9 @@ std::string Value::describe() const {
 Value Value::of_u32(uint32_t v) { Value x; x.type = Type::U32; x.u = v; return x; }
 Value Value::of_i32(int32_t v) { Value x; x.type = Type::I32; x.i = v; return x; }
 Value Value::of_u64(uint64_t v) { Value x; x.type = Type::U64; x.u = v; return x; }
+Value Value::of_i64(int64_t v) { Value x; x.type = Type::I64; x.i = v; return x; }
 Value Value::of_f32(float v) { Value x; x.type = Type::F32; x.f = v; return x; }
+Value Value::of_f64(double v) { Value x; x.type = Type::F64; x.f = v; return x; }
 Value Value::of_bool(bool v) { Value x; x.type = Type::BOOL; x.b = v; return x; }
 Value Value::of_string(std::string v) {
   Value x;
@@ -79,6 +81,13 @@ Value Value::of_floats(std::vector<float> v) {
   x.type = Type::ARRAY;
   x.elem = Type::F32;
   x.floats.assign(v.begin(), v.end());
+  return x;
+}
+Value Value::of_arrays(std::vector<Value> v) {
+  Value x;
+  x.type = Type::ARRAY;
+  x.elem = Type::ARRAY;
+  x.arrays = std::move(v);
   return x;
 }
 

@@ -48,12 +48,15 @@ struct Value {
   static Value of_u32(uint32_t v);
   static Value of_i32(int32_t v);
   static Value of_u64(uint64_t v);
+  static Value of_i64(int64_t v);
   static Value of_f32(float v);
+  static Value of_f64(double v);
   static Value of_bool(bool v);
   static Value of_string(std::string v);
   static Value of_strings(std::vector<std::string> v);
   static Value of_ints(Type elem, std::vector<int64_t> v);
   static Value of_floats(std::vector<float> v);
+  static Value of_arrays(std::vector<Value> v);  // array of arrays
 };
 
 // Ordered key/value metadata (file order is kept so a rewrite is stable).
