@@ -1,3 +1,5 @@
+// Row-level dispatch of the reference quant formats (quant.h), and the plain float types.
+// The block formats live in quant_legacy.cpp, quant_k_*.cpp and quant_iq.cpp.
 #include "frontends/gguf/quant_exact_fp.h"
 
 #include "frontends/gguf/quant.h"
@@ -9,13 +11,6 @@
 
 namespace kiln::quant {
 namespace {
-
-const uint8_t* bytes(const void* p) {
-  return static_cast<const uint8_t*>(p);
-}
-uint8_t* bytes(void* p) {
-  return static_cast<uint8_t*>(p);
-}
 
 Status check_whole_blocks(const char* what, DType t, size_t n) {
   const DTypeInfo& info = dtype_info(t);
@@ -46,14 +41,16 @@ void quantize_blocks(const float* src, uint8_t* dst, size_t n) {
 }
 
 // The block types with a per-block dequantizer / quantizer, as X(Block).
-#define KILN_DEQUANT_BLOCKS(X)                                                               \
-  X(BlockQ4_0)                                                                               \
-  X(BlockQ4_1) X(BlockQ5_0) X(BlockQ5_1) X(BlockQ8_0) X(BlockQ8_1) X(BlockQ2_K) X(BlockQ3_K) \
-      X(BlockQ4_K) X(BlockQ5_K) X(BlockQ6_K) X(BlockQ8_K) X(BlockIQ4_NL) X(BlockIQ4_XS)
-#define KILN_QUANT_BLOCKS(X)                                                                 \
-  X(BlockQ4_0)                                                                               \
-  X(BlockQ4_1) X(BlockQ5_0) X(BlockQ5_1) X(BlockQ8_0) X(BlockQ8_1) X(BlockQ2_K) X(BlockQ3_K) \
-      X(BlockQ4_K) X(BlockQ5_K) X(BlockQ6_K) X(BlockQ8_K)
+// clang-format off
+#define KILN_DEQUANT_BLOCKS(X)                                                 \
+  X(BlockQ4_0) X(BlockQ4_1) X(BlockQ5_0) X(BlockQ5_1) X(BlockQ8_0) X(BlockQ8_1) \
+  X(BlockQ2_K) X(BlockQ3_K) X(BlockQ4_K) X(BlockQ5_K) X(BlockQ6_K) X(BlockQ8_K) \
+  X(BlockIQ4_NL) X(BlockIQ4_XS)
+#define KILN_QUANT_BLOCKS(X)                                                   \
+  X(BlockQ4_0) X(BlockQ4_1) X(BlockQ5_0) X(BlockQ5_1) X(BlockQ8_0) X(BlockQ8_1) \
+  X(BlockQ2_K) X(BlockQ3_K) X(BlockQ4_K) X(BlockQ5_K) X(BlockQ6_K) X(BlockQ8_K) \
+  X(BlockIQ4_NL) X(BlockIQ4_XS)
+// clang-format on
 
 }  // namespace
 
@@ -90,10 +87,10 @@ bool can_quantize(DType t) {
 Status dequantize_row(DType t, const void* src, float* dst, size_t n) {
   if (!can_dequantize(t)) return make_error("quant: dequantize not supported for ", dtype_name(t));
   KILN_RETURN_IF_ERROR(check_whole_blocks("dequantize", t, n));
-  const uint8_t* s = bytes(src);
+  const uint8_t* s = static_cast<const uint8_t*>(src);
   switch (t) {
     case DType::F32:
-      std::memcpy(dst, s, n * sizeof(float));
+      if (n != 0) std::memcpy(dst, s, n * sizeof(float));
       return Status::Ok();
     case DType::F16:
       for (size_t i = 0; i < n; ++i) {
@@ -124,10 +121,10 @@ Status dequantize_row(DType t, const void* src, float* dst, size_t n) {
 Status quantize_row(DType t, const float* src, void* dst, size_t n) {
   if (!can_quantize(t)) return make_error("quant: quantize not supported for ", dtype_name(t));
   KILN_RETURN_IF_ERROR(check_whole_blocks("quantize", t, n));
-  uint8_t* d = bytes(dst);
+  uint8_t* d = static_cast<uint8_t*>(dst);
   switch (t) {
     case DType::F32:
-      std::memcpy(d, src, n * sizeof(float));
+      if (n != 0) std::memcpy(d, src, n * sizeof(float));
       return Status::Ok();
     case DType::F16:
       for (size_t i = 0; i < n; ++i) {

@@ -78,9 +78,9 @@ struct BlockQ2_K {
   uint16_t dmin;
 };
 
-// Q3_K: 16 sub-blocks of 16 with signed 6-bit scales (packed, see quant_k_dequant.cpp). The low
-// two bits of element e are laid out as in Q2_K; bit 2 is hmask[e%32] >> (e/32), and q = low2 -
-// (bit2 ? 0 : 4).
+// Q3_K: 16 sub-blocks of 16 with signed 6-bit scales (packed, see q3k_scale in quant_k_scales.h).
+// The low two bits of element e are laid out as in Q2_K; bit 2 is hmask[e%32] >> (e/32), and q =
+// low2 - (bit2 ? 0 : 4).
 struct BlockQ3_K {
   static constexpr DType kType = DType::Q3_K;
   static constexpr int kElems = kQK_K;
@@ -90,7 +90,8 @@ struct BlockQ3_K {
   uint16_t d;
 };
 
-// Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins packed in `scales` (get_scale_min_k4).
+// Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins packed in `scales` (see k4_scale_min in
+// quant_k_scales.h).
 // Elements 64c … 64c+31 are the low nibbles of qs[32c …], 64c+32 … the high nibbles.
 struct BlockQ4_K {
   static constexpr DType kType = DType::Q4_K;
@@ -188,7 +189,9 @@ KILN_CHECK_BLOCK(BlockIQ4_XS);
 #undef KILN_CHECK_BLOCK
 
 // ggml's nearest_int: rounds to nearest, ties to even, for |x| < 2^22, by adding 1.5 * 2^23 and
-// reading the mantissa. The K-quant searches depend on exactly this rounding.
+// reading the mantissa. The K-quant searches depend on exactly this rounding. Beware: if the
+// compiler fuses a multiply feeding it (nearest_int(a * b) -> fma(a, b, 1.5 * 2^23)) the result
+// changes; code that must match ggml includes quant_exact_fp.h first (see there).
 inline int nearest_int(float x) {
   float biased = x + 12582912.f;
   int32_t bits;
@@ -226,5 +229,7 @@ void quantize_block(const float* x, BlockQ4_K* b);
 void quantize_block(const float* x, BlockQ5_K* b);
 void quantize_block(const float* x, BlockQ6_K* b);
 void quantize_block(const float* x, BlockQ8_K* b);
+void quantize_block(const float* x, BlockIQ4_NL* b);
+void quantize_block(const float* x, BlockIQ4_XS* b);
 
 }  // namespace kiln::quant

@@ -68,13 +68,25 @@ void dequantize_block(const BlockQ5_K& b, float* y) {
 
 void dequantize_block(const BlockQ6_K& b, float* y) {
   const float d = f16_to_f32(b.d);
-  for (int e = 0; e < kQK_K; ++e) {
-    // Each 128-element half uses 64 bytes of ql and 32 of qh; its four 32-element groups take
-    // ql's low nibbles (groups 0, 1) or high nibbles (2, 3) and successive 2-bit fields of qh.
-    const int half = e / 128, group = (e % 128) / 32, l = e % 32;
-    const int low4 = (b.ql[64 * half + 32 * (group % 2) + l] >> (4 * (group / 2))) & 0xF;
-    const int high2 = (b.qh[32 * half + l] >> (2 * group)) & 3;
-    y[e] = d * float(b.scales[e / 16]) * float((low4 | (high2 << 4)) - 32);
+  // Each 128-element half uses 64 bytes of ql and 32 of qh. Element l of its four 32-element
+  // groups is: the low nibble of ql[l] / ql[l+32] (groups 0, 1), the high nibble of ql[l] /
+  // ql[l+32] (groups 2, 3), with the top two bits from successive 2-bit fields of qh[l].
+  for (int half = 0; half < 2; ++half) {
+    const uint8_t* ql = b.ql + 64 * half;
+    const uint8_t* qh = b.qh + 32 * half;
+    const int8_t* sc = b.scales + 8 * half;  // group g, element l: sc[2*g + l/16]
+    float* out = y + 128 * half;
+    for (int l = 0; l < 32; ++l) {
+      const int q0 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+      const int q1 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+      const int q2 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+      const int q3 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+      const int s = l / 16;
+      out[l] = d * float(sc[s]) * float(q0);
+      out[l + 32] = d * float(sc[s + 2]) * float(q1);
+      out[l + 64] = d * float(sc[s + 4]) * float(q2);
+      out[l + 96] = d * float(sc[s + 6]) * float(q3);
+    }
   }
 }
 

@@ -9,8 +9,8 @@ It writes tests/data/quant/ (README.md there describes the files). The reference
 
   * the `gguf` package's numpy (de)quantizers (gguf.quants), where it has them;
   * ggml's own C reference code in llama-cpp-python's libggml-base.so, called through ctypes
-    (quantize_row_*_ref, dequantize_row_*), for what the gguf package lacks: the K-quant and
-    Q8_1 quantizers and everything Q8_K;
+    (quantize_row_*_ref, dequantize_row_*), for what the gguf package lacks: the K-quant,
+    IQ4 and Q8_1 quantizers and everything Q8_K;
   * for Q8_1 dequantization, which neither has (ggml only uses Q8_1 inside dot products), the
     definition x = d * q written out in numpy here.
 
@@ -114,6 +114,8 @@ QUANTIZERS = {
     "q5_k": "ggml",
     "q6_k": "ggml",
     "q8_k": "ggml",
+    "iq4_nl": "ggml",
+    "iq4_xs": "ggml",
 }
 DEQUANTIZERS = {
     "f32": "gguf",
@@ -208,6 +210,55 @@ def quantize_input() -> np.ndarray:
     return x
 
 
+class XorShift32:
+    """Marsaglia's xorshift32; tests/quant_test.cpp has the same generator."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed & 0xFFFFFFFF
+
+    def next(self) -> int:
+        x = self.state
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self.state = x
+        return x
+
+    def uniform(self) -> float:
+        """In [-1, 1), on a 2^-23 grid: exact in float32, so C++ computes the same values."""
+        return (self.next() >> 8) * 2.0**-23 - 1.0
+
+
+STRESS_SUPER_BLOCKS = 16
+
+
+def stress_input() -> np.ndarray:
+    """Many more blocks for the quantizers' searches, generated so that C++ can regenerate them
+    bit for bit (so only the quantized bytes are stored). Per 32-element sub-block: a mode, a
+    power-of-two scale and an outlier position, then 32 triangular values (mean of two uniforms),
+    all exact float32 arithmetic. Zeros are replaced by scale * 2^-12."""
+    rng = XorShift32(0x9E3779B9)
+    out = []
+    for _ in range(STRESS_SUPER_BLOCKS * 8):
+        mode = rng.next() % 6
+        scale = 2.0 ** (int(rng.next() % 17) - 10)
+        outlier = rng.next() % 32
+        v = [(rng.uniform() + rng.uniform()) * 0.5 for _ in range(32)]
+        if mode == 1:  # positive only
+            v = [abs(a) for a in v]
+        elif mode == 2:  # negative only
+            v = [-abs(a) for a in v]
+        elif mode == 3:  # all equal
+            v = [v[0]] * 32
+        elif mode == 4:  # one outlier
+            v[outlier] *= 64
+        elif mode == 5:  # tiny: the f16 scales underflow
+            scale = 2.0**-24
+        v = [a * scale if a != 0 else scale * 2.0**-12 for a in v]
+        out.extend(v)
+    return np.array(out, dtype=np.float32)
+
+
 # Byte offsets of the f16 scale fields in each block (the rest of a raw block is random bytes).
 F16_SCALES = {
     "q4_0": [0], "q4_1": [0, 2], "q5_0": [0], "q5_1": [0, 2], "q8_0": [0], "q8_1": [0, 2],
@@ -237,7 +288,7 @@ def raw_blocks(name: str, rng: np.random.Generator) -> np.ndarray:
     elems, nbytes = GGML_QUANT_SIZES[qtype]
     if name == "q8_1":
         nbytes = 36  # see sizes: the gguf package still has the old 40-byte layout
-    nblocks = 16 if elems == 32 else 3
+    nblocks = 8 if elems == 32 else 3
     blocks = rng.integers(0, 256, (nblocks, nbytes), dtype=np.uint16).astype(np.uint8)
     for off in F16_SCALES.get(name, []):
         mag = 10.0 ** rng.uniform(-6, 1, nblocks)
@@ -266,7 +317,7 @@ def sizes_table() -> str:
         "# Block shapes of every ggml type in ir/dtypes.def, by scripts/goldens/make_quant_goldens.py",
         "# name ggml_id ggml_block_elems ggml_block_bytes gguf_py_block_elems gguf_py_block_bytes",
         "# ggml_*: ggml_blck_size/ggml_type_size from libggml-base.so (authoritative).",
-        "# gguf_py_*: gguf.constants.GGML_QUANT_SIZES (gguf " + gguf_version() + ").",
+        "# gguf_py_*: gguf.constants.GGML_QUANT_SIZES (gguf " + package_version("gguf") + ").",
     ]
     for name, gid, _, _ in dtypes_def():
         qtype = T(gid)
@@ -277,11 +328,11 @@ def sizes_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def gguf_version() -> str:
+def package_version(name: str) -> str:
     try:
         from importlib.metadata import version
 
-        return version("gguf")
+        return version(name)
     except Exception:  # noqa: BLE001
         return "?"
 
@@ -299,6 +350,11 @@ Made by `scripts/goldens/make_quant_goldens.py` (do not edit by hand); read by
   signs). No element is zero.
 - `NAME.q`: `input.f32` quantized to type NAME (ir/dtypes.def names) by the reference.
 - `NAME.deq.f32`: `NAME.q` dequantized by the reference.
+- `NAME.stress.q`: 16 super-blocks (4096 values) from a generator that the test re-runs in C++
+  (`stress_input` in the script, `stress_input` in the test: xorshift32, exact float32
+  arithmetic), quantized by the reference. Per 32-element sub-block one of: plain, positive
+  only, negative only, all equal, one outlier, tiny (f16 scales underflow); power-of-two
+  scales from 2^-10 to 2^6. Not for f16/bf16.
 - `NAME.raw.q`: random blocks of type NAME (random bytes; scales are finite f16/f32 values of
   either sign, some subnormal; F32/F16/BF16 are random finite values).
 - `NAME.raw.deq.f32`: `NAME.raw.q` dequantized by the reference.
@@ -306,10 +362,13 @@ Made by `scripts/goldens/make_quant_goldens.py` (do not edit by hand); read by
   They differ only for q8_1: the gguf package still lists the old 40-byte layout; ggml's
   `block_q8_1` is 36 bytes ({f16 d, f16 s, int8 qs[32]}).
 
-References ("gguf": the gguf package's numpy code, gguf.quants; "ggml": ggml's C reference in
-llama-cpp-python's libggml-base.so, quantize_row_*_ref / dequantize_row_*; "gguf+ggml": the
-gguf package, checked bit for bit against ggml; "numpy": x = d * q written in the script,
-since neither has a Q8_1 dequantizer):
+References:
+
+- "gguf": the gguf package's numpy code, gguf.quants (gguf {gguf});
+- "ggml": ggml's C reference code in llama-cpp-python's libggml-base.so (llama-cpp-python
+  {llama}): quantize_row_*_ref and dequantize_row_*;
+- "gguf+ggml": the gguf package, checked bit for bit against ggml by the script;
+- "numpy": x = d * q written in the script (Q8_1 only: neither has a Q8_1 dequantizer).
 
 | type | quantize (`NAME.q`) | dequantize (`*.deq.f32`) |
 |------|---------------------|--------------------------|
@@ -322,10 +381,13 @@ def main() -> None:
         old.unlink()
     x = quantize_input()
     x.tofile(OUT / "input.f32")
+    stress = stress_input()
     for name in QUANTIZERS:
         q = reference_quantize(name, x)
         q.tofile(OUT / f"{name}.q")
         reference_dequantize(name, q).astype(np.float32).tofile(OUT / f"{name}.deq.f32")
+        if name not in ("f16", "bf16"):
+            reference_quantize(name, stress).tofile(OUT / f"{name}.stress.q")
     rng = np.random.default_rng(7)
     for name in DEQUANTIZERS:
         q = raw_blocks(name, rng)
@@ -337,7 +399,9 @@ def main() -> None:
     rows = [
         f"| {n} | {QUANTIZERS.get(n, '-')} | {DEQUANTIZERS.get(n, '-')} |" for n in DEQUANTIZERS
     ]
-    (OUT / "README.md").write_text(README + "\n".join(rows) + "\n")
+    readme = README.replace("{gguf}", package_version("gguf"))
+    readme = readme.replace("{llama}", package_version("llama_cpp_python"))
+    (OUT / "README.md").write_text(readme + "\n".join(rows) + "\n")
     total = sum(p.stat().st_size for p in OUT.iterdir())
     print(f"wrote {len(list(OUT.iterdir()))} files, {total} bytes, to {OUT}")
 
