@@ -36,7 +36,9 @@ class Builder {
   Value* arg(int index, TensorType t);
   void output(Value* v, const std::string& name);
 
-  Value* mul_mat(Value* x, Value* w) { return op(Op::MulMat, {x, w}); }
+  Value* mul_mat(Value* x, Value* w, DType act = DType::F32) {
+    return op(Op::MulMat, {x, w}, {{"act", act}});
+  }
   Value* get_rows(Value* table, Value* idx) { return op(Op::GetRows, {table, idx}); }
   Value* add(Value* a, Value* b) { return op(Op::Add, {a, b}); }
   Value* sub(Value* a, Value* b) { return op(Op::Sub, {a, b}); }
@@ -71,9 +73,9 @@ class Builder {
     return op(Op::AttnMask, {pos}, {{"ctx", ctx}, {"window", window}});
   }
   Value* attention(Value* q, Value* k, Value* v, Value* pos, Value* seq, double scale,
-                   int64_t window = 0, double softcap = 0.0) {
+                   int64_t window = 0, double softcap = 0.0, DType act = DType::F32) {
     return op(Op::Attention, {q, k, v, pos, seq},
-              {{"scale", scale}, {"window", window}, {"softcap", softcap}});
+              {{"scale", scale}, {"window", window}, {"softcap", softcap}, {"act", act}});
   }
 
  private:

@@ -55,6 +55,12 @@ R infer_MulMat(const InferInput& in) {
   const TensorType& w = arg(in, 1);
   if (!is_activation(x.dtype)) return err(Op::MulMat, "activations must be f32/f16/bf16, found ", x.str());
   if (x.rank() < 2 || w.rank() < 2) return err(Op::MulMat, "operands need rank >= 2: ", x.str(), ", ", w.str());
+  DType act = in.attrs->dtype("act");
+  if (act != DType::F32 && act != DType::F16 && act != DType::BF16 && act != DType::Q8_0 &&
+      act != DType::Q8_1 && act != DType::Q8_K)
+    return err(Op::MulMat, "act must be f32, f16, bf16, q8_0, q8_1 or q8_k, found ", dtype_name(act));
+  if (act != DType::F32 && !row_bytes(act, uint64_t(x.dim(-1))))
+    return err(Op::MulMat, "inner dimension ", x.dim(-1), " is not a whole number of ", dtype_name(act), " blocks");
   if (x.dim(-1) != w.dim(-1))
     return err(Op::MulMat, "inner dimensions differ: ", x.str(), " x ", w.str());
   if (w.rank() != 2 && w.rank() != x.rank())
@@ -89,7 +95,8 @@ R infer_Exp(const InferInput& in) { return unary_float(Op::Exp, in); }
 
 R infer_Gelu(const InferInput& in) {
   const std::string& a = in.attrs->s("approx");
-  if (a != "tanh" && a != "erf") return err(Op::Gelu, "approx must be \"tanh\" or \"erf\", found \"", a, "\"");
+  if (a != "tanh" && a != "erf" && a != "tanh_f16")
+    return err(Op::Gelu, "approx must be \"tanh\", \"tanh_f16\" or \"erf\", found \"", a, "\"");
   return unary_float(Op::Gelu, in);
 }
 
@@ -242,6 +249,9 @@ R infer_Attention(const InferInput& in) {
     return err(Op::Attention, "k and v caches differ: ", k.str(), ", ", v.str());
   if (q.dim(3) != k.dim(3)) return err(Op::Attention, "head dims differ: ", q.str(), ", ", k.str());
   if (q.dim(2) % k.dim(2) != 0) return err(Op::Attention, "query heads not a multiple of kv heads");
+  DType act = in.attrs->dtype("act");
+  if (act != DType::F32 && act != DType::F16)
+    return err(Op::Attention, "act must be f32 or f16, found ", dtype_name(act));
   if (pos.shape != Shape{q.dim(0), q.dim(1)} || !is_index_type(pos.dtype))
     return err(Op::Attention, "positions must be i32[B, T], found ", pos.str());
   if (seq.shape != Shape{q.dim(0)} || !is_index_type(seq.dtype))

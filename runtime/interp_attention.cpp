@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "ir/half.h"
 #include "runtime/interp_kernels.h"
 
 namespace kiln::runtime::interp {
@@ -84,6 +85,7 @@ Status run_Attention(KernelArgs& a) {
   float* y = a.out[0].as<float>();
   const double scale = a.node.attrs.f("scale"), softcap = a.node.attrs.f("softcap");
   const int64_t window = a.node.attrs.i("window");
+  const bool f16 = a.node.attrs.dtype("act") == DType::F16;
   const int64_t B = qt.dim(0), T = qt.dim(1), Hq = qt.dim(2), D = qt.dim(3);
   const int64_t S = kc.dim(0), C = kc.dim(1), Hkv = kc.dim(2), Dv = vc.dim(3);
   const int64_t group = Hq / Hkv;
@@ -117,11 +119,18 @@ Status run_Attention(KernelArgs& a) {
       const int64_t m = v.lo <= v.hi ? v.hi - v.lo + 1 : 0;
       for (int64_t h = 0; h < Hq; ++h) {
         const float* qr = q + ((b * T + t) * Hq + h) * D;
+        float* qh = a.scratch.get(5, size_t(D));
+        if (f16) {  // act=f16: q rounded before the scores
+          for (int64_t d = 0; d < D; ++d) qh[d] = f16_to_f32(f32_to_f16(qr[d]));
+          qr = qh;
+        }
         const int64_t kvh = h / group;
         float* yr = y + ((b * T + t) * Hq + h) * Dv;
         for (int64_t j = 0; j < m; ++j)
           sc[j] = float(dot(qr, kf + ((v.lo - lo + j) * Hkv + kvh) * D, D));
         softmax_row(sc, nullptr, 0, m, scale, softcap, pr);
+        if (f16)  // act=f16: probabilities rounded before multiplying V
+          for (int64_t j = 0; j < m; ++j) pr[j] = f16_to_f32(f32_to_f16(pr[j]));
         for (int64_t d = 0; d < Dv; ++d) {
           double acc = 0;
           for (int64_t j = 0; j < m; ++j)

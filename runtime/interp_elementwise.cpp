@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "ir/half.h"
 #include "runtime/interp_kernels.h"
 
 namespace kiln::runtime::interp {
@@ -59,7 +60,21 @@ Status run_Silu(KernelArgs& a) {
   return unary(a, [](double x) { return x / (1.0 + std::exp(-x)); });
 }
 
+// ggml-cpu's GELU: the tanh formula in f32 on the input rounded to f16, the result rounded to
+// f16 (its 64K-entry table), exact outside [-10, 10].
+static float gelu_tanh_f16(float x) {
+  if (x <= -10.0f) return 0.0f;
+  if (x >= 10.0f) return x;
+  const float h = f16_to_f32(f32_to_f16(x));
+  const float c = 0.79788456080286535587989211986876f;
+  volatile float inner = c * h * (1.0f + 0.044715f * h * h);  // no fused multiply-add
+  const float y = 0.5f * h * (1.0f + std::tanh(float(inner)));
+  return f16_to_f32(f32_to_f16(y));
+}
+
 Status run_Gelu(KernelArgs& a) {
+  if (a.node.attrs.s("approx") == "tanh_f16")
+    return unary(a, [](double x) { return double(gelu_tanh_f16(float(x))); });
   if (a.node.attrs.s("approx") == "erf")
     return unary(a, [](double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); });
   const double c = std::sqrt(2.0 / std::numbers::pi);

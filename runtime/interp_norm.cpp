@@ -20,10 +20,13 @@ Status run_RmsNorm(KernelArgs& a) {
   const int64_t n = last_dim(a.in[0]), rows = n ? a.in[0].numel() / n : 0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * n;
+    // ggml's arithmetic: f32 squares summed in double, the mean and the scale rounded to f32.
+    // Matching it bit for bit keeps kiln's greedy tokens equal to llama.cpp's.
     double ss = 0;
-    for (int64_t i = 0; i < n; ++i) ss += double(xr[i]) * double(xr[i]);
-    const double s = 1.0 / std::sqrt(ss / double(n) + eps);
-    for (int64_t i = 0; i < n; ++i) y[r * n + i] = float(double(xr[i]) * s);
+    for (int64_t i = 0; i < n; ++i) ss += double(xr[i] * xr[i]);
+    const float mean = float(ss / double(n));
+    const float s = 1.0f / std::sqrt(mean + float(eps));
+    for (int64_t i = 0; i < n; ++i) y[r * n + i] = xr[i] * s;
   }
   return Status::Ok();
 }

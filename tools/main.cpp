@@ -33,8 +33,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("kiln ") + KILN_VERSION_STRING);
   std::vector<Command> cmds = commands();
-  std::stable_sort(cmds.begin(), cmds.end(),
-                   [](const Command& a, const Command& b) { return a.order < b.order; });
+  // (std::stable_sort pulls in libstdc++'s deprecated get_temporary_buffer under clang.)
+  std::sort(cmds.begin(), cmds.end(), [](const Command& a, const Command& b) {
+    return a.order != b.order ? a.order < b.order : a.name < b.name;
+  });
   std::function<int()> action;
   for (const Command& c : cmds) {
     CLI::App* sub = app.add_subcommand(c.name, c.summary);

@@ -93,11 +93,38 @@ Value* Lowering::weight(const std::string& name, Shape expect) {
   return w;
 }
 
+// The activation precision llama.cpp's CPU backend uses with each weight type (its
+// vec_dot_type): matching it makes kiln's greedy tokens equal llama.cpp's.
+DType ggml_act_type(DType w) {
+  switch (w) {
+    case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: case DType::IQ4_NL: return DType::Q8_0;
+    case DType::Q4_1: case DType::Q5_1: return DType::Q8_1;
+    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+    case DType::IQ4_XS: return DType::Q8_K;
+    case DType::F16: return DType::F16;
+    case DType::BF16: return DType::BF16;
+    default: return DType::F32;
+  }
+}
+
+// llama.cpp's CPU attention (without flash attention) multiplies an f16 cache by q and by the
+// probabilities converted to f16.
+static DType ggml_attention_act(DType kv_type) {
+  return kv_type == DType::F16 ? DType::F16 : DType::F32;
+}
+
+Value* Lowering::matmul(Value* x, Value* w) {
+  if (!x || !w) return nullptr;
+  DType act = ggml_act_type(w->type.dtype);
+  if (act != DType::F32 && !row_bytes(act, uint64_t(x->type.dim(-1)))) act = DType::F32;
+  return b_.mul_mat(x, w, act);
+}
+
 Value* Lowering::linear(Value* x, const std::string& weight_name, int64_t out,
                         const std::string& bias_name) {
   if (!x) return nullptr;
   int64_t in = x->type.dim(-1);
-  Value* y = b_.mul_mat(x, weight(weight_name, {out, in}));
+  Value* y = matmul(x, weight(weight_name, {out, in}));
   if (!bias_name.empty())
     if (Value* bias = optional_weight(bias_name, {out})) y = b_.add(y, bias);
   return y;
@@ -128,7 +155,8 @@ Value* Lowering::attention(int il, Value* q, Value* k, Value* v, const HeadPrep&
   kc = b_.named("blk" + L + ".kc").kv_write(kc, k, pos_, seq_);
   vc = b_.named("blk" + L + ".vc").kv_write(vc, v, pos_, seq_);
   Value* a = b_.named("blk" + L + ".attn")
-                 .attention(q, kc, vc, pos_, seq_, p.kq_scale, p.window, p.softcap);
+                 .attention(q, kc, vc, pos_, seq_, p.kq_scale, p.window, p.softcap,
+                            ggml_attention_act(spec_.kv_type));
   return b_.reshape(a, {B, T, Hq * Dv});
 }
 
@@ -144,7 +172,7 @@ void Lowering::head(Value* h, double final_softcap) {
   h = rms_norm_w(h, "output_norm.weight");
   Value* w = optional_weight("output.weight", {hp_.n_vocab, E});
   if (!w) w = weight("token_embd.weight", {hp_.n_vocab, E});  // tied embeddings
-  Value* logits = b_.mul_mat(h, w);
+  Value* logits = matmul(h, w);
   if (final_softcap > 0)
     logits = b_.scale(b_.tanh(b_.scale(logits, 1.0 / final_softcap)), final_softcap);
   b_.output(logits, "logits");

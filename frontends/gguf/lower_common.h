@@ -50,6 +50,8 @@ class Lowering {
   // x · w (+ bias when the tensor exists): the dense layers of every family.
   ir::Value* linear(ir::Value* x, const std::string& weight_name, int64_t out,
                     const std::string& bias_name = "");
+  // x · wᵀ with the activation precision llama.cpp uses for w's type (ggml_act_type).
+  ir::Value* matmul(ir::Value* x, ir::Value* w);
   // rms_norm(x) · w.
   ir::Value* rms_norm_w(ir::Value* x, const std::string& weight_name);
   // Attention of layer `il` on already-projected q [B,T,Hq*Dk], k, v [B,T,Hkv*Dk/Dv]:
@@ -82,6 +84,8 @@ class Lowering {
   std::unordered_map<std::string, ir::Value*> weights_;
   Status bad_;  // first lowering error (missing or misshapen tensor)
 };
+
+DType ggml_act_type(DType weight_type);
 
 // Per-family entry points (one file each).
 Status lower_llama(Lowering& L);

@@ -6,7 +6,7 @@
 //   global, using rope.freq_base; the others attend to the last `sliding_window` positions with
 //   rope base 10000 (rope.freq_base_swa when the file sets it);
 // - pre- and post-norms around both attention and the feed-forward;
-// - GELU (tanh approximation) gated feed-forward;
+// - GELU (tanh approximation, evaluated through f16 as ggml-cpu's table does) gated feed-forward;
 // - final logit soft-capping when the file sets final_logit_softcapping.
 // Norm weights in GGUF already include Gemma's "+1".
 #include <cmath>
@@ -55,7 +55,7 @@ Status lower_gemma3(Lowering& L) {
     x = L.rms_norm_w(h, blk + "ffn_norm.weight");
     ir::Value* g = L.linear(x, blk + "ffn_gate.weight", F);
     ir::Value* u = L.linear(x, blk + "ffn_up.weight", F);
-    ir::Value* f = L.linear(b.mul(b.gelu(g, "tanh"), u), blk + "ffn_down.weight", E);
+    ir::Value* f = L.linear(b.mul(b.gelu(g, "tanh_f16"), u), blk + "ffn_down.weight", E);
     f = L.rms_norm_w(f, blk + "post_ffw_norm.weight");
     h = b.named("blk" + std::to_string(il) + ".out").add(h, f);
   }
