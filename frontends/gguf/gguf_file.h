@@ -26,9 +26,9 @@ struct TensorInfo {
   std::string name;
   std::vector<uint64_t> dims;  // ggml order: dims[0] is the contiguous (fastest) dimension
   DType type = DType::F32;
-  uint64_t offset = 0;         // relative to the start of the data section
+  uint64_t offset = 0;  // relative to the start of the data section
   uint64_t bytes = 0;
-  uint64_t info_pos = 0;       // byte offset of this tensor's info record (for messages)
+  uint64_t info_pos = 0;  // byte offset of this tensor's info record (for messages)
 
   uint64_t elements() const;
   uint64_t rows() const { return dims.empty() ? 0 : elements() / dims[0]; }

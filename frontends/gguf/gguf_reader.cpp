@@ -159,8 +159,8 @@ Status read_value(Cursor& c, Type t, Value* v, std::string_view field, int depth
   if (t != Type::ARRAY) return read_scalar(c, t, v, field);
   uint64_t start = c.pos();
   if (depth >= kMaxArrayDepth)
-    return make_error("at byte ", start, ": ", field, ": arrays nested more than ",
-                      kMaxArrayDepth, " deep");
+    return make_error("at byte ", start, ": ", field, ": arrays nested more than ", kMaxArrayDepth,
+                      " deep");
   KILN_RETURN_IF_ERROR(read_type(c, &v->elem, field));
   uint64_t at = c.pos();
   uint64_t n = 0;
@@ -249,8 +249,7 @@ Status GgufFile::parse_all() {
     if ((version_ & 0xffff) == 0 && version_ != 0)
       return make_error("at byte 4: version: ", version_,
                         " looks like a big-endian file, which is not supported");
-    return make_error("at byte 4: version: unsupported GGUF version ", version_,
-                      " (need 2 or 3)");
+    return make_error("at byte 4: version: unsupported GGUF version ", version_, " (need 2 or 3)");
   }
   uint64_t n_tensors = 0, n_kv = 0;
   KILN_RETURN_IF_ERROR(c.read(&n_tensors, "tensor count"));
@@ -303,8 +302,7 @@ Status GgufFile::parse_all() {
     uint32_t n_dims = 0;
     KILN_RETURN_IF_ERROR(c.read(&n_dims, field + " n_dims"));
     if (n_dims == 0 || n_dims > kMaxDims)
-      return make_error("at byte ", at, ": ", field, " n_dims: ", n_dims, " not in 1..",
-                        kMaxDims);
+      return make_error("at byte ", at, ": ", field, " n_dims: ", n_dims, " not in 1..", kMaxDims);
     uint64_t elems = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       at = c.pos();
@@ -320,7 +318,8 @@ Status GgufFile::parse_all() {
     uint32_t raw_type = 0;
     KILN_RETURN_IF_ERROR(c.read(&raw_type, field + " type"));
     auto dt = dtype_from_ggml(raw_type);
-    if (!dt) return make_error("at byte ", at, ": ", field, " type: unknown tensor type ", raw_type);
+    if (!dt)
+      return make_error("at byte ", at, ": ", field, " type: unknown tensor type ", raw_type);
     t.type = *dt;
     uint32_t blk = dtype_info(t.type).block_elems;
     if (t.dims[0] % blk != 0)
@@ -352,8 +351,8 @@ Status GgufFile::parse_all() {
     const TensorInfo& t = tensors_[k];
     if (t.offset > data_size || t.bytes > data_size - t.offset)
       return make_error("at byte ", offset_pos[k], ": tensor '", t.name, "' offset: data [",
-                        t.offset, ", +", t.bytes, ") runs past the end of the file (data section is ",
-                        data_size, " bytes)");
+                        t.offset, ", +", t.bytes,
+                        ") runs past the end of the file (data section is ", data_size, " bytes)");
   }
   // Tensors must not overlap: sort by offset and compare neighbours.
   std::vector<size_t> by_offset(tensors_.size());
@@ -367,8 +366,8 @@ Status GgufFile::parse_all() {
     const TensorInfo& b = tensors_[by_offset[k]];
     if (a.offset + a.bytes > b.offset)
       return make_error("at byte ", offset_pos[by_offset[k]], ": tensor '", b.name,
-                        "' offset: data [", b.offset, ", +", b.bytes, ") overlaps tensor '",
-                        a.name, "' [", a.offset, ", +", a.bytes, ")");
+                        "' offset: data [", b.offset, ", +", b.bytes, ") overlaps tensor '", a.name,
+                        "' [", a.offset, ", +", a.bytes, ")");
   }
   return Status::Ok();
 }

@@ -6,34 +6,57 @@ namespace kiln::gguf {
 
 std::string_view type_name(Type t) {
   switch (t) {
-    case Type::U8: return "u8";
-    case Type::I8: return "i8";
-    case Type::U16: return "u16";
-    case Type::I16: return "i16";
-    case Type::U32: return "u32";
-    case Type::I32: return "i32";
-    case Type::F32: return "f32";
-    case Type::BOOL: return "bool";
-    case Type::STRING: return "string";
-    case Type::ARRAY: return "array";
-    case Type::U64: return "u64";
-    case Type::I64: return "i64";
-    case Type::F64: return "f64";
+    case Type::U8:
+      return "u8";
+    case Type::I8:
+      return "i8";
+    case Type::U16:
+      return "u16";
+    case Type::I16:
+      return "i16";
+    case Type::U32:
+      return "u32";
+    case Type::I32:
+      return "i32";
+    case Type::F32:
+      return "f32";
+    case Type::BOOL:
+      return "bool";
+    case Type::STRING:
+      return "string";
+    case Type::ARRAY:
+      return "array";
+    case Type::U64:
+      return "u64";
+    case Type::I64:
+      return "i64";
+    case Type::F64:
+      return "f64";
   }
   return "unknown";
 }
 
 bool is_int_type(Type t) {
   switch (t) {
-    case Type::U8: case Type::I8: case Type::U16: case Type::I16:
-    case Type::U32: case Type::I32: case Type::U64: case Type::I64: return true;
-    default: return false;
+    case Type::U8:
+    case Type::I8:
+    case Type::U16:
+    case Type::I16:
+    case Type::U32:
+    case Type::I32:
+    case Type::U64:
+    case Type::I64:
+      return true;
+    default:
+      return false;
   }
 }
 bool is_signed_type(Type t) {
   return t == Type::I8 || t == Type::I16 || t == Type::I32 || t == Type::I64;
 }
-bool is_float_type(Type t) { return t == Type::F32 || t == Type::F64; }
+bool is_float_type(Type t) {
+  return t == Type::F32 || t == Type::F64;
+}
 
 size_t Value::array_size() const {
   if (type != Type::ARRAY) return 0;
@@ -49,13 +72,48 @@ std::string Value::describe() const {
   return "array of " + std::string(type_name(elem));
 }
 
-Value Value::of_u32(uint32_t v) { Value x; x.type = Type::U32; x.u = v; return x; }
-Value Value::of_i32(int32_t v) { Value x; x.type = Type::I32; x.i = v; return x; }
-Value Value::of_u64(uint64_t v) { Value x; x.type = Type::U64; x.u = v; return x; }
-Value Value::of_i64(int64_t v) { Value x; x.type = Type::I64; x.i = v; return x; }
-Value Value::of_f32(float v) { Value x; x.type = Type::F32; x.f = v; return x; }
-Value Value::of_f64(double v) { Value x; x.type = Type::F64; x.f = v; return x; }
-Value Value::of_bool(bool v) { Value x; x.type = Type::BOOL; x.b = v; return x; }
+Value Value::of_u32(uint32_t v) {
+  Value x;
+  x.type = Type::U32;
+  x.u = v;
+  return x;
+}
+Value Value::of_i32(int32_t v) {
+  Value x;
+  x.type = Type::I32;
+  x.i = v;
+  return x;
+}
+Value Value::of_u64(uint64_t v) {
+  Value x;
+  x.type = Type::U64;
+  x.u = v;
+  return x;
+}
+Value Value::of_i64(int64_t v) {
+  Value x;
+  x.type = Type::I64;
+  x.i = v;
+  return x;
+}
+Value Value::of_f32(float v) {
+  Value x;
+  x.type = Type::F32;
+  x.f = v;
+  return x;
+}
+Value Value::of_f64(double v) {
+  Value x;
+  x.type = Type::F64;
+  x.f = v;
+  return x;
+}
+Value Value::of_bool(bool v) {
+  Value x;
+  x.type = Type::BOOL;
+  x.b = v;
+  return x;
+}
 Value Value::of_string(std::string v) {
   Value x;
   x.type = Type::STRING;
@@ -178,8 +236,7 @@ Result<std::vector<int64_t>> Metadata::get_int_array(std::string_view key) const
 
 Result<std::vector<float>> Metadata::get_float_array(std::string_view key) const {
   KILN_ASSIGN_OR_RETURN(const Value* v, require(key));
-  if (v->type != Type::ARRAY || !is_float_type(v->elem))
-    return wrong_type(key, "array of f32", *v);
+  if (v->type != Type::ARRAY || !is_float_type(v->elem)) return wrong_type(key, "array of f32", *v);
   return std::vector<float>(v->floats.begin(), v->floats.end());
 }
 

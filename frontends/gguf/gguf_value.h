@@ -14,8 +14,19 @@ namespace kiln::gguf {
 
 // The GGUF metadata value types, with their on-disk ids.
 enum class Type : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
-  STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 constexpr uint32_t kNumTypes = 13;
 
@@ -72,7 +83,7 @@ class Metadata {
   Result<std::string> get_string(std::string_view key) const;
   Result<uint64_t> get_uint(std::string_view key) const;  // any non-negative integer
   Result<int64_t> get_int(std::string_view key) const;
-  Result<double> get_float(std::string_view key) const;   // f32, f64 or an integer
+  Result<double> get_float(std::string_view key) const;  // f32, f64 or an integer
   Result<bool> get_bool(std::string_view key) const;
   Result<const std::vector<std::string>*> get_string_array(std::string_view key) const;
   Result<std::vector<int64_t>> get_int_array(std::string_view key) const;

@@ -50,19 +50,44 @@ void put_string(Sink& s, const std::string& str) {
 template <typename Sink>
 void put_scalar(Sink& s, Type t, const Value& v) {
   switch (t) {
-    case Type::U8: put_pod(s, uint8_t(v.u)); break;
-    case Type::I8: put_pod(s, int8_t(v.i)); break;
-    case Type::U16: put_pod(s, uint16_t(v.u)); break;
-    case Type::I16: put_pod(s, int16_t(v.i)); break;
-    case Type::U32: put_pod(s, uint32_t(v.u)); break;
-    case Type::I32: put_pod(s, int32_t(v.i)); break;
-    case Type::U64: put_pod(s, uint64_t(v.u)); break;
-    case Type::I64: put_pod(s, int64_t(v.i)); break;
-    case Type::F32: put_pod(s, float(v.f)); break;
-    case Type::F64: put_pod(s, double(v.f)); break;
-    case Type::BOOL: put_pod(s, uint8_t(v.b ? 1 : 0)); break;
-    case Type::STRING: put_string(s, v.s); break;
-    case Type::ARRAY: break;
+    case Type::U8:
+      put_pod(s, uint8_t(v.u));
+      break;
+    case Type::I8:
+      put_pod(s, int8_t(v.i));
+      break;
+    case Type::U16:
+      put_pod(s, uint16_t(v.u));
+      break;
+    case Type::I16:
+      put_pod(s, int16_t(v.i));
+      break;
+    case Type::U32:
+      put_pod(s, uint32_t(v.u));
+      break;
+    case Type::I32:
+      put_pod(s, int32_t(v.i));
+      break;
+    case Type::U64:
+      put_pod(s, uint64_t(v.u));
+      break;
+    case Type::I64:
+      put_pod(s, int64_t(v.i));
+      break;
+    case Type::F32:
+      put_pod(s, float(v.f));
+      break;
+    case Type::F64:
+      put_pod(s, double(v.f));
+      break;
+    case Type::BOOL:
+      put_pod(s, uint8_t(v.b ? 1 : 0));
+      break;
+    case Type::STRING:
+      put_string(s, v.s);
+      break;
+    case Type::ARRAY:
+      break;
   }
 }
 
@@ -101,7 +126,9 @@ void pad_to(Sink& s, uint64_t alignment) {
   }
 }
 
-uint64_t round_up(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
+uint64_t round_up(uint64_t n, uint64_t a) {
+  return (n + a - 1) / a * a;
+}
 
 }  // namespace
 
@@ -147,8 +174,8 @@ Status GgufWriter::add_tensor_owned(std::string name, DType type, std::vector<ui
                       data.size());
   names_.insert(name);
   owned_.push_back(std::move(data));
-  tensors_.push_back({std::move(name), type, std::move(dims), bytes, {}, owned_.size() - 1,
-                      nullptr});
+  tensors_.push_back(
+      {std::move(name), type, std::move(dims), bytes, {}, owned_.size() - 1, nullptr});
   return Status::Ok();
 }
 
@@ -157,8 +184,8 @@ Status GgufWriter::add_tensor_rows(std::string name, DType type, std::vector<uin
   KILN_ASSIGN_OR_RETURN(uint64_t bytes, check_tensor(name, type, dims));
   if (!fill) return make_error("gguf writer: tensor ", name, ": no fill function");
   names_.insert(name);
-  tensors_.push_back({std::move(name), type, std::move(dims), bytes, {}, SIZE_MAX,
-                      std::move(fill)});
+  tensors_.push_back(
+      {std::move(name), type, std::move(dims), bytes, {}, SIZE_MAX, std::move(fill)});
   return Status::Ok();
 }
 
