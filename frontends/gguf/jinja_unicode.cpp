@@ -13,9 +13,12 @@ uint32_t next(std::string_view s, size_t& pos) {
   }
   int len = 0;
   uint32_t cp = 0, min = 0;
-  if ((b0 & 0xE0) == 0xC0) len = 2, cp = b0 & 0x1F, min = 0x80;
-  else if ((b0 & 0xF0) == 0xE0) len = 3, cp = b0 & 0x0F, min = 0x800;
-  else if ((b0 & 0xF8) == 0xF0) len = 4, cp = b0 & 0x07, min = 0x10000;
+  if ((b0 & 0xE0) == 0xC0)
+    len = 2, cp = b0 & 0x1F, min = 0x80;
+  else if ((b0 & 0xF0) == 0xE0)
+    len = 3, cp = b0 & 0x0F, min = 0x800;
+  else if ((b0 & 0xF8) == 0xF0)
+    len = 4, cp = b0 & 0x07, min = 0x10000;
   if (len == 0 || pos + len > s.size()) {
     ++pos;
     return kInvalidBase + b0;
@@ -91,9 +94,17 @@ std::vector<size_t> offsets(std::string_view s) {
 bool is_space(uint32_t cp) {
   if (cp <= 0x20) return cp == 0x20 || (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x1F);
   switch (cp) {
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
-    case 0x3000: return true;
-    default: return cp >= 0x2000 && cp <= 0x200A;
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
+      return true;
+    default:
+      return cp >= 0x2000 && cp <= 0x200A;
   }
 }
 
@@ -175,12 +186,17 @@ uint32_t to_lower_cp(uint32_t cp) {
 
 }  // namespace
 
-bool is_upper(uint32_t cp) { return to_lower_cp(cp) != cp; }
-bool is_lower(uint32_t cp) { return to_upper_cp(cp) != cp || cp == 0xDF; }
+bool is_upper(uint32_t cp) {
+  return to_lower_cp(cp) != cp;
+}
+bool is_lower(uint32_t cp) {
+  return to_upper_cp(cp) != cp || cp == 0xDF;
+}
 
 bool is_alpha(uint32_t cp) {
   if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
-  if (cp < 0x100) return cp == 0xAA || cp == 0xB5 || cp == 0xBA || (cp >= 0xC0 && cp != 0xD7 && cp != 0xF7);
+  if (cp < 0x100)
+    return cp == 0xAA || cp == 0xB5 || cp == 0xBA || (cp >= 0xC0 && cp != 0xD7 && cp != 0xF7);
   if (cp >= kInvalidBase || is_space(cp) || is_digit(cp)) return false;
   // Punctuation, symbol, emoji and private-use blocks; everything else counts as a letter,
   // which is right for the scripts chat content uses.
@@ -214,7 +230,9 @@ void append_upper(std::string& out, uint32_t cp) {
   append(out, to_upper_cp(cp));
 }
 
-void append_lower(std::string& out, uint32_t cp) { append(out, to_lower_cp(cp)); }
+void append_lower(std::string& out, uint32_t cp) {
+  append(out, to_lower_cp(cp));
+}
 
 std::string upper(std::string_view s) {
   std::string out;

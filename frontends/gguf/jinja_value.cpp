@@ -30,12 +30,24 @@ void DictData::set(Value key, Value value) {
   entries.emplace_back(std::move(key), std::move(value));
 }
 
-Value Value::undefined(std::string hint) { return Value(Storage(Undef{std::move(hint)})); }
-Value Value::none() { return Value(Storage(NoneT{})); }
-Value Value::boolean(bool b) { return Value(Storage(b)); }
-Value Value::integer(int64_t i) { return Value(Storage(i)); }
-Value Value::number(double d) { return Value(Storage(d)); }
-Value Value::string(std::string s) { return Value(Storage(std::move(s))); }
+Value Value::undefined(std::string hint) {
+  return Value(Storage(Undef{std::move(hint)}));
+}
+Value Value::none() {
+  return Value(Storage(NoneT{}));
+}
+Value Value::boolean(bool b) {
+  return Value(Storage(b));
+}
+Value Value::integer(int64_t i) {
+  return Value(Storage(i));
+}
+Value Value::number(double d) {
+  return Value(Storage(d));
+}
+Value Value::string(std::string s) {
+  return Value(Storage(std::move(s)));
+}
 
 Value Value::list(std::vector<Value> items) {
   auto d = std::make_shared<ListData>();
@@ -73,15 +85,23 @@ Value Value::namespace_object(std::vector<std::pair<std::string, Value>> entries
   return Value(Storage(std::move(d)));
 }
 
-Value Value::callable(std::shared_ptr<const Callable> fn) { return Value(Storage(std::move(fn))); }
-Value Value::from_dict_data(std::shared_ptr<DictData> d) { return Value(Storage(std::move(d))); }
+Value Value::callable(std::shared_ptr<const Callable> fn) {
+  return Value(Storage(std::move(fn)));
+}
+Value Value::from_dict_data(std::shared_ptr<DictData> d) {
+  return Value(Storage(std::move(d)));
+}
 
 bool Value::is_namespace() const {
   return is_dict() && dict_data().kind == DictData::Kind::kNamespace;
 }
-bool Value::is_loop() const { return is_dict() && dict_data().kind == DictData::Kind::kLoop; }
+bool Value::is_loop() const {
+  return is_dict() && dict_data().kind == DictData::Kind::kLoop;
+}
 
-int64_t Value::as_int() const { return is_bool() ? int64_t(as_bool()) : std::get<int64_t>(v_); }
+int64_t Value::as_int() const {
+  return is_bool() ? int64_t(as_bool()) : std::get<int64_t>(v_);
+}
 
 double Value::as_float() const {
   if (is_float()) return std::get<double>(v_);
@@ -100,16 +120,24 @@ int Value::depth() const {
 
 std::string_view Value::type_name() const {
   switch (kind()) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
-    case Kind::kList: return is_tuple() ? "tuple" : "list";
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return "str";
+    case Kind::kList:
+      return is_tuple() ? "tuple" : "list";
     case Kind::kDict:
       return is_namespace() ? "Namespace" : is_loop() ? "LoopContext" : "dict";
-    case Kind::kCallable: return "function";
+    case Kind::kCallable:
+      return "function";
   }
   return "object";
 }

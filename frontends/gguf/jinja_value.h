@@ -39,10 +39,18 @@ struct DictData {
 class Value {
  public:
   enum class Kind : uint8_t {
-    kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kCallable
+    kUndefined,
+    kNone,
+    kBool,
+    kInt,
+    kFloat,
+    kString,
+    kList,
+    kDict,
+    kCallable
   };
 
-  Value() = default;  // undefined
+  Value() = default;                              // undefined
   static Value undefined(std::string hint = {});  // hint: what was missing, for messages
   static Value none();
   static Value boolean(bool b);
@@ -75,7 +83,7 @@ class Value {
   bool is_callable() const { return kind() == Kind::kCallable; }
 
   bool as_bool() const { return std::get<kBool>(v_); }
-  int64_t as_int() const;  // int or bool
+  int64_t as_int() const;   // int or bool
   double as_float() const;  // int, bool or float
   const std::string& as_string() const { return std::get<kString>(v_); }
   const std::vector<Value>& items() const { return std::get<kList>(v_)->items; }
@@ -97,7 +105,8 @@ class Value {
     std::string hint;
   };
   struct NoneT {};
-  enum : size_t { kList = 6, kDict = 7, kCallable = 8, kBool = 2, kString = 5, kUndefined = 0 };
+  // Variant indexes, in the order of Kind.
+  enum : size_t { kUndefined = 0, kBool = 2, kString = 5, kList = 6, kDict = 7, kCallable = 8 };
   using Storage = std::variant<Undef, NoneT, bool, int64_t, double, std::string,
                                std::shared_ptr<const ListData>, std::shared_ptr<DictData>,
                                std::shared_ptr<const Callable>>;
