@@ -67,6 +67,16 @@ std::unordered_map<const Node*, size_t> Graph::positions() const {
   return p;
 }
 
+// A node has a side effect when its op does or, for a region, when anything in its body does
+// (a fused kv_write keeps its region alive even when nobody reads the region's results).
+static bool has_side_effect(const Node& n) {
+  if (n.has(kSideEffect)) return true;
+  if (n.body)
+    for (const auto& b : n.body->nodes())
+      if (has_side_effect(*b)) return true;
+  return false;
+}
+
 int Graph::remove_dead_nodes() {
   int removed = 0;
   bool changed = true;
@@ -75,7 +85,7 @@ int Graph::remove_dead_nodes() {
     auto u = users();
     for (size_t i = nodes_.size(); i-- > 0;) {
       Node* n = nodes_[i].get();
-      if (n->has(kSideEffect) || n->has(kSink)) continue;
+      if (has_side_effect(*n) || n->has(kSink)) continue;
       // Inputs and states are part of the graph's interface even when unused.
       if (n->op == Op::Input || n->op == Op::State || n->op == Op::Arg) continue;
       bool used = false;

@@ -124,3 +124,32 @@ TEST(Ir, OpTableIsConsistent) {
 
 }  // namespace
 }  // namespace kiln::ir
+
+namespace kiln::ir {
+namespace {
+
+TEST(Ir, DeadCodeKeepsRegionsWithSideEffects) {
+  const char* text = R"(graph r {
+  %c = state {name="cache"} : f16[1, 4, 1, 2]
+  %x = input {name="x"} : f32[1, 1, 1, 2]
+  %p = input {name="pos"} : i32[1, 1]
+  %s = input {name="seq"} : i32[1]
+  %0 = region %c, %x, %p, %s {name="store"} : f16[1, 4, 1, 2] {
+    %1 = arg {index=0} : f16[1, 4, 1, 2]
+    %2 = arg {index=1} : f32[1, 1, 1, 2]
+    %3 = arg {index=2} : i32[1, 1]
+    %4 = arg {index=3} : i32[1]
+    %5 = kv_write %1, %2, %3, %4 : f16[1, 4, 1, 2]
+    yield %5
+  }
+  %6 = silu %x : f32[1, 1, 1, 2]
+}
+)";
+  auto g = parse(text);
+  ASSERT_TRUE(g.ok()) << g.message();
+  EXPECT_EQ((*g)->remove_dead_nodes(), 1);  // the unused silu, not the region
+  EXPECT_EQ((*g)->nodes_of(Op::Region).size(), 1u);
+}
+
+}  // namespace
+}  // namespace kiln::ir
