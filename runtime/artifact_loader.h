@@ -1,0 +1,79 @@
+// Loading a .kiln artifact (docs/artifact.md): map the file, check magic, version and every
+// checksum, check that this host runs the code (architecture and CPU features), and hand the CPU
+// backend its graphs through ArtifactGraphSource — IR parsed from text, the stored memory plan, and
+// object code linked by cpu::load_object. No lowering, no passes and no code generation happen at
+// load; xbyak microkernels are generated at first use as on the JIT path (cheap: see the doc).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "frontends/gguf/gguf_file.h"
+#include "frontends/gguf/mapped_file.h"
+#include "runtime/artifact_format.h"
+#include "runtime/compiled_graph.h"
+
+namespace kiln::artifact {
+
+class Artifact {
+ public:
+  // Maps and parses `path`. Does not check the host (`kiln inspect` shows foreign artifacts).
+  static Result<std::unique_ptr<Artifact>> open(const std::string& path,
+                                                const ParseOptions& options = {});
+  // Parses bytes the caller keeps alive (tests, fuzzing).
+  static Result<std::unique_ptr<Artifact>> from_bytes(std::span<const uint8_t> bytes,
+                                                      const std::string& name,
+                                                      const ParseOptions& options = {});
+
+  const ArtifactView& view() const { return view_; }
+  const Header& header() const { return view_.header; }
+  const std::string& path() const { return path_; }
+
+  // An error when this host cannot run the artifact's code: another architecture, or CPU
+  // features it lacks (named).
+  Status check_host() const;
+
+  int ctx() const { return ctx_; }
+  DType kv_type() const { return kv_type_; }
+  const std::vector<int>& prefill_buckets() const { return buckets_; }
+  std::vector<std::string> graph_names() const;
+
+ private:
+  Artifact() = default;
+  Status read_header();
+
+  std::unique_ptr<MappedFile> map_;
+  ArtifactView view_;
+  std::string path_;
+  int ctx_ = 0;
+  DType kv_type_ = DType::F16;
+  std::vector<int> buckets_;
+};
+
+// An artifact ready to run: the artifact, its tokenizer metadata and its weights.
+struct LoadedArtifact {
+  std::unique_ptr<Artifact> artifact;
+  std::unique_ptr<gguf::GgufFile> metadata;  // the tokenizer section: metadata, no tensors
+  std::unique_ptr<gguf::GgufFile> weights;   // the embedded GGUF, or the referenced one
+  double seconds = 0;                        // mapping, checking, opening the weights
+};
+
+// Opens and checks everything: checksums, host, and for --weights reference that the GGUF at
+// the recorded path has the recorded size and sha256.
+Result<std::unique_ptr<LoadedArtifact>> load_artifact(const std::string& path);
+
+// True when the file at `path` starts with the artifact magic, or its name ends in .kiln.
+bool is_artifact_file(const std::string& path);
+
+// Compiled graphs from an artifact: only those it holds (any other is a clear error).
+class ArtifactGraphSource : public runtime::GraphSource {
+ public:
+  explicit ArtifactGraphSource(const Artifact& artifact) : artifact_(artifact) {}
+  Result<runtime::CompiledGraph> compile(const lower::GraphSpec& spec) override;
+
+ private:
+  const Artifact& artifact_;
+};
+
+}  // namespace kiln::artifact

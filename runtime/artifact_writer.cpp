@@ -1,0 +1,239 @@
+#include "runtime/artifact_writer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "codegen/cpu/cpu_codegen.h"
+#include "frontends/gguf/gguf_file.h"
+#include "frontends/gguf/gguf_writer.h"
+#include "frontends/gguf/lower.h"
+#include "ir/printer.h"
+#include "passes/pass_manager.h"
+#include "runtime/artifact_format.h"
+#include "runtime/artifact_records.h"
+#include "runtime/backend.h"
+
+#ifndef KILN_VERSION_STRING
+#define KILN_VERSION_STRING "unknown"
+#endif
+
+namespace kiln::artifact {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+uint64_t align_up(uint64_t v, uint64_t a) {
+  return (v + a - 1) / a * a;
+}
+
+// A section before offsets are assigned: its bytes are owned or borrowed (the embedded GGUF).
+struct Pending {
+  SectionEntry entry;
+  std::vector<uint8_t> owned;
+  std::span<const uint8_t> bytes;
+};
+
+void add_owned(std::vector<Pending>& out, SectionKind kind, std::string name,
+               std::vector<uint8_t> bytes) {
+  Pending p;
+  p.entry.kind = kind;
+  p.entry.name = std::move(name);
+  p.owned = std::move(bytes);
+  p.bytes = p.owned;
+  out.push_back(std::move(p));
+}
+void add_text(std::vector<Pending>& out, SectionKind kind, std::string name,
+              const std::string& text) {
+  add_owned(out, kind, std::move(name), std::vector<uint8_t>(text.begin(), text.end()));
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const std::string& x : v) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
+
+Status write_all(std::FILE* f, std::span<const uint8_t> bytes, const std::string& path) {
+  if (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size())
+    return make_error(path, ": write failed");
+  return Status::Ok();
+}
+
+Status write_file(const std::string& path, const Header& header, std::vector<Pending>& sections) {
+  // Offsets: sections follow the head, each aligned; the weights on a page boundary.
+  std::vector<SectionEntry> entries;
+  uint64_t pos = head_bytes(header, sections.size());
+  for (Pending& p : sections) {
+    uint64_t align = p.entry.kind == SectionKind::kWeights ? kWeightsAlignment : kSectionAlignment;
+    pos = align_up(pos, align);
+    p.entry.offset = pos;
+    p.entry.size = p.bytes.size();
+    p.entry.crc32c = crc32c(p.bytes);
+    pos += p.bytes.size();
+    entries.push_back(p.entry);
+  }
+  std::vector<uint8_t> head = encode_head(header, entries);
+  const std::string tmp = path + ".tmp" + std::to_string(getpid());
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return make_error(path, ": cannot create ", tmp);
+  Status st = write_all(f, head, path);
+  uint64_t at = head.size();
+  static const std::vector<uint8_t> zeros(kWeightsAlignment, 0);
+  for (const Pending& p : sections) {
+    if (!st.ok()) break;
+    st = write_all(f, std::span(zeros).first(p.entry.offset - at), path);
+    if (st.ok()) st = write_all(f, p.bytes, path);
+    at = p.entry.offset + p.bytes.size();
+  }
+  if (std::fclose(f) != 0 && st.ok()) st = make_error(path, ": write failed");
+  if (!st.ok()) {
+    std::remove(tmp.c_str());
+    return st;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    return make_error(path, ": cannot rename ", tmp, ": ", ec.message());
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::string& out_path,
+                                       const CompileOptions& o) {
+  const auto t_start = Clock::now();
+  CompileReport report;
+  if (!cpu::llvm_available())
+    return make_error("kiln compile needs LLVM, and kiln was built without it");
+  if (o.batch != 1) return make_error("--batch ", o.batch, ": only batch 1 is supported today");
+  if (o.kv_type != DType::F16 && o.kv_type != DType::Q8_0)
+    return make_error("KV cache type ", dtype_name(o.kv_type), " is not supported (f16, q8_0)");
+  KILN_ASSIGN_OR_RETURN(cpu::Target target, cpu::Target::parse(o.target));
+  const std::string arch = target.arch();
+  if (arch != "x86_64" && arch != "aarch64")
+    return make_error("target '", o.target, "': only x86_64 and aarch64 are supported");
+  KILN_ASSIGN_OR_RETURN(auto file, gguf::GgufFile::open(gguf_path));
+  KILN_ASSIGN_OR_RETURN(int ctx, runtime::resolve_ctx(*file, o.ctx));
+
+  auto t0 = Clock::now();
+  const std::string sha = hex(sha256(file->bytes()));
+  report.hash_seconds = seconds_since(t0);
+
+  std::vector<lower::GraphSpec> specs;
+  lower::GraphSpec decode;
+  decode.batch = o.batch;
+  decode.ctx = ctx;
+  decode.kv_type = o.kv_type;
+  specs.push_back(decode);
+  std::vector<int> buckets;
+  for (int b : std::set<int>(o.prefill_buckets.begin(), o.prefill_buckets.end())) {
+    if (b < 2) return make_error("prefill bucket ", b, ": must be at least 2 (1 is decode)");
+    if (b > ctx) continue;
+    buckets.push_back(b);
+    lower::GraphSpec s = decode;
+    s.tokens = b;
+    specs.push_back(s);
+  }
+
+  cpu::Options co;
+  co.microkernels = o.microkernels && arch == "x86_64";
+  std::vector<Pending> sections;
+  std::set<std::string> features;
+  std::vector<std::string> graph_names;
+  for (const lower::GraphSpec& spec : specs) {
+    GraphReport g;
+    g.name = spec.name();
+    t0 = Clock::now();
+    KILN_ASSIGN_OR_RETURN(auto graph, lower::lower_gguf(*file, spec));
+    g.lower_seconds = seconds_since(t0);
+    t0 = Clock::now();
+    passes::PassContext pc;
+    pc.options.verify_each = false;
+    Status st = passes::run_pipeline(o.pipeline, *graph, pc);
+    if (!st.ok()) return st.error().wrap(g.name);
+    if (!pc.plan)
+      return make_error(g.name, ": the pass pipeline '", o.pipeline,
+                        "' made no memory plan (it must end with plan-memory)");
+    g.passes_seconds = seconds_since(t0);
+    t0 = Clock::now();
+    auto obj = cpu::emit_object(*graph, target, co);
+    if (!obj.ok()) return obj.error().wrap(g.name);
+    g.codegen_seconds = seconds_since(t0);
+    g.kernels = obj->kernels.size();
+    g.object_bytes = obj->bytes.size();
+    for (const std::string& f : obj->required_features) features.insert(f);
+    add_text(sections, SectionKind::kGraphSpec, g.name, encode_spec(spec));
+    add_text(sections, SectionKind::kGraphIr, g.name, ir::print(*graph));
+    add_text(sections, SectionKind::kGraphPlan, g.name, pc.plan->str());
+    add_text(sections, SectionKind::kGraphKernels, g.name, encode_kernels(obj->kernels));
+    add_owned(sections, SectionKind::kGraphObject, g.name, std::move(obj->bytes));
+    graph_names.push_back(g.name);
+    report.graphs.push_back(std::move(g));
+  }
+
+  // Tokenizer and chat template: the GGUF's metadata without its tensors, so the loader needs
+  // no weights to tokenize and `kiln inspect` shows it.
+  gguf::GgufWriter meta;
+  for (const auto& [key, value] : file->metadata().entries())
+    if (key != "general.alignment") meta.metadata().set(key, value);
+  std::vector<uint8_t> meta_bytes;
+  KILN_RETURN_IF_ERROR(meta.to_bytes(&meta_bytes));
+  add_owned(sections, SectionKind::kTokenizer, "", std::move(meta_bytes));
+
+  std::error_code ec;
+  const std::string abs_path = std::filesystem::absolute(gguf_path, ec).string();
+  if (o.embed_weights) {
+    Pending p;
+    p.entry.kind = SectionKind::kWeights;
+    p.bytes = file->bytes();  // the GGUF whole: its tensor data keeps its own alignment
+    sections.push_back(std::move(p));
+  } else {
+    add_text(sections, SectionKind::kWeightsRef, "",
+             "path=" + abs_path + "\nsize=" + std::to_string(file->file_size()) +
+                 "\nsha256=" + sha + "\n");
+  }
+
+  Header h;
+  auto& v = h.values;
+  v["kiln_version"] = KILN_VERSION_STRING;
+  v["target"] = o.target;
+  v["target.triple"] = target.triple;
+  v["target.cpu"] = target.cpu;
+  v["target.arch"] = arch;
+  v["target.features"] = join(std::vector<std::string>(features.begin(), features.end()));
+  v["source.name"] = std::filesystem::path(gguf_path).filename().string();
+  v["source.sha256"] = sha;
+  v["source.size"] = std::to_string(file->file_size());
+  v["architecture"] = file->architecture();
+  v["ctx"] = std::to_string(ctx);
+  v["batch"] = std::to_string(o.batch);
+  v["kv_type"] = std::string(dtype_name(o.kv_type));
+  std::vector<std::string> bs;
+  for (int b : buckets) bs.push_back(std::to_string(b));
+  v["prefill_buckets"] = join(bs);
+  v["graphs"] = join(graph_names);
+  v["pipeline"] = o.pipeline;
+  v["microkernels"] = co.microkernels ? "1" : "0";
+  v["weights"] = o.embed_weights ? "embed" : "reference";
+  // Compile time and host are deliberately not recorded: the same inputs give the same bytes.
+
+  t0 = Clock::now();
+  KILN_RETURN_IF_ERROR(write_file(out_path, h, sections));
+  report.write_seconds = seconds_since(t0);
+  report.required_features.assign(features.begin(), features.end());
+  report.target = o.target;
+  report.file_bytes = std::filesystem::file_size(out_path, ec);
+  report.seconds = seconds_since(t_start);
+  return report;
+}
+
+}  // namespace kiln::artifact

@@ -1,0 +1,46 @@
+// `kiln compile`: a GGUF model -> one .kiln artifact (docs/artifact.md). Every graph the runtime
+// will ask for (decode, and prefill at each bucket) goes through lowering, the pass pipeline and
+// cpu::emit_object now, so that loading the artifact is mapping and linking only.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ir/dtype.h"
+#include "ir/status.h"
+
+namespace kiln::artifact {
+
+struct CompileOptions {
+  std::string target = "host";  // cpu::Target::parse: host, x86-64-v3, x86-64-v4, aarch64, ...
+  int ctx = 0;                  // KV-cache length (0: min(model context, 4096))
+  int batch = 1;                // sequences per call (only 1 today: the runtime runs one sequence)
+  std::vector<int> prefill_buckets = {32, 128, 512};  // those above ctx are dropped
+  DType kv_type = DType::F16;                         // F16 or Q8_0
+  bool embed_weights = true;  // false: --weights reference (path + sha256 of the GGUF)
+  std::string pipeline = "canonicalize,merge-parallel-matmuls,fuse,plan-memory";
+  bool microkernels = true;  // x86-64 only; AArch64 code never uses them
+};
+
+struct GraphReport {
+  std::string name;
+  size_t kernels = 0;
+  uint64_t object_bytes = 0;
+  double lower_seconds = 0, passes_seconds = 0, codegen_seconds = 0;
+};
+
+struct CompileReport {
+  std::vector<GraphReport> graphs;
+  std::vector<std::string> required_features;
+  std::string target;
+  uint64_t file_bytes = 0;
+  double hash_seconds = 0;   // sha256 of the GGUF
+  double write_seconds = 0;  // writing the file
+  double seconds = 0;        // everything
+};
+
+// Writes `out_path` (via a temporary file and a rename: never a half-written artifact).
+Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::string& out_path,
+                                       const CompileOptions& options);
+
+}  // namespace kiln::artifact

@@ -1,0 +1,108 @@
+#include "runtime/constant_store.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <unordered_map>
+
+#include "codegen/cpu/microkernels.h"
+#include "runtime/interpreter.h"
+
+namespace kiln::runtime {
+namespace {
+
+// The nodes `v` depends on, in dependency order (each once).
+void closure(const ir::Node* n, std::vector<const ir::Node*>& order,
+             std::unordered_map<const ir::Node*, bool>& seen) {
+  if (seen[n]) return;
+  seen[n] = true;
+  for (const ir::Value* o : n->operands) closure(o->def, order, seen);
+  order.push_back(n);
+}
+
+}  // namespace
+
+void ConstantStore::Free::operator()(uint8_t* p) const {
+  std::free(p);
+}
+
+std::string constant_key(const ir::Value& v) {
+  const ir::Node& n = *v.def;
+  if (n.op == ir::Op::Weight) return "weight(" + n.attrs.s("name") + ":" + v.type.str() + ")";
+  std::string k(ir::op_name(n.op));
+  k += "{";
+  for (const ir::Attr& a : n.attrs.list()) k += a.name + "=" + ir::attr_value_str(a.value) + ",";
+  k += "}(";
+  for (const ir::Value* o : n.operands) k += constant_key(*o) + ",";
+  k += ")#" + std::to_string(v.index) + ":" + v.type.str();
+  return k;
+}
+
+Result<const uint8_t*> ConstantStore::get(const ir::Value& v) {
+  std::string key = constant_key(v);
+  if (auto it = by_key_.find(key); it != by_key_.end()) return it->second.data.get();
+
+  // A graph of just this expression, run once by the interpreter.
+  std::vector<const ir::Node*> order;
+  std::unordered_map<const ir::Node*, bool> seen;
+  closure(v.def, order, seen);
+  ir::Graph g("constant");
+  std::unordered_map<const ir::Value*, ir::Value*> map;
+  for (const ir::Node* n : order) {
+    if (n->op == ir::Op::Region || n->op == ir::Op::Input || n->op == ir::Op::State ||
+        n->op == ir::Op::Arg)
+      return make_error("derived constant ", key, ": depends on a ", ir::op_name(n->op),
+                        " node, which is not a constant");
+    if (n->op == ir::Op::Weight) sources_.insert(n->attrs.s("name"));
+    std::vector<ir::Value*> operands;
+    for (const ir::Value* o : n->operands) operands.push_back(map.at(o));
+    std::vector<ir::TensorType> types;
+    for (const ir::Value* r : n->results) types.push_back(r->type);
+    KILN_ASSIGN_OR_RETURN(ir::Node * copy, g.add_node(n->op, operands, n->attrs, types));
+    for (size_t i = 0; i < n->results.size(); ++i) map[n->results[i]] = copy->results[i];
+  }
+  KILN_RETURN_IF_ERROR(
+      g.add_node(ir::Op::Output, {map.at(&v)}, ir::Attrs{{"name", std::string("c")}}, {}));
+  StateStore no_states;
+  auto it = Interpreter::create(g, weights_, no_states);
+  if (!it.ok()) return it.error().wrap("derived constant");
+  KILN_RETURN_IF_ERROR((*it)->run());
+  KILN_ASSIGN_OR_RETURN(TensorView out, (*it)->output_tensor("c"));
+  ++evaluations_;
+  Blob& b = by_key_[key];
+  b.size = out.bytes.size();
+  b.data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (b.size + 63) / 64 * 64)));
+  if (!b.data) return make_error("derived constant: out of memory (", b.size, " bytes)");
+  std::memcpy(b.data.get(), out.bytes.data(), b.size);
+  return b.data.get();
+}
+
+Result<const uint8_t*> ConstantStore::packed(const ir::Value& v, const uint8_t* bytes) {
+  std::string key = constant_key(v) + "@mk-packed";
+  if (auto it = by_key_.find(key); it != by_key_.end()) return it->second.data.get();
+  const ir::TensorType& t = v.type;
+  if (t.rank() != 2 || !mk::packable(t.dtype))
+    return make_error("packed weight ", key, ": ", t.str(), " has no packed layout");
+  const int N = int(t.dim(0)), K = int(t.dim(1));
+  const auto rb = row_bytes(t.dtype, uint64_t(K));
+  if (!rb) return make_error("packed weight ", key, ": bad row of ", t.str());
+  Blob& b = by_key_[key];
+  b.size = mk::packed_bytes(t.dtype, N, K);
+  b.data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (b.size + 63) / 64 * 64)));
+  if (!b.data) return make_error("packed weight ", key, ": out of memory (", b.size, " bytes)");
+  Status st = mk::pack_weights(t.dtype, bytes, size_t(*rb), N, K, b.data.get());
+  if (!st.ok()) {
+    by_key_.erase(key);
+    return st.error().wrap("packed weight " + key);
+  }
+  if (on_weight_packed_ && v.def->op == ir::Op::Weight)
+    on_weight_packed_(std::span<const uint8_t>(bytes, size_t(*rb) * size_t(N)));
+  return b.data.get();
+}
+
+size_t ConstantStore::bytes() const {
+  size_t n = 0;
+  for (const auto& [k, b] : by_key_) n += b.size;
+  return n;
+}
+
+}  // namespace kiln::runtime

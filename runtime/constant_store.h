@@ -1,0 +1,70 @@
+// Derived constants of a model's graphs (docs/ir.md): nodes whose operands are all weights or
+// other derived constants, such as the `concat` of q/k/v weights that merge-parallel-matmuls
+// builds. Each is evaluated once per model, by the reference interpreter, and shared by every
+// graph that computes the same expression (decode and each prefill bucket): the key is the
+// expression itself (ops, attributes, types and weight names), not a node of one graph.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+#include "ir/status.h"
+#include "runtime/weights.h"
+
+namespace kiln::runtime {
+
+// The expression a constant value computes, as text: the same for the same computation in any
+// graph of the model.
+std::string constant_key(const ir::Value& v);
+
+class ConstantStore {
+ public:
+  explicit ConstantStore(const WeightSource& weights) : weights_(weights) {}
+
+  // The bytes of derived constant `v` (a result of a node whose operands are all constants),
+  // evaluated on first use. Valid as long as the store.
+  Result<const uint8_t*> get(const ir::Value& v);
+
+  // Weight `v` ([N, K], its bytes at `bytes`) in the CPU microkernels' packed layout
+  // (mk::pack_weights), which kernels ask for in cpu::KernelInfo::packed_operands. Made on first
+  // use and shared by every graph of the model.
+  Result<const uint8_t*> packed(const ir::Value& v, const uint8_t* bytes);
+
+  // Called with a weight's stored bytes once packed() has copied them, so that the backend can
+  // give back their pages at once (the peak resident size then holds each weight once).
+  void on_weight_packed(std::function<void(std::span<const uint8_t>)> fn) {
+    on_weight_packed_ = std::move(fn);
+  }
+
+  // Frees the bytes of the constant with this key (constant_key), for one that kernels read only
+  // packed: the packed copy stays, and a later get() evaluates the constant again.
+  void release(const std::string& key) { by_key_.erase(key); }
+
+  int64_t evaluations() const { return evaluations_; }
+  size_t bytes() const;
+  // Names of the weights the constants evaluated so far were made from.
+  const std::set<std::string>& source_weights() const { return sources_; }
+
+ private:
+  const WeightSource& weights_;
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  struct Blob {
+    std::unique_ptr<uint8_t, Free> data;  // 64-byte aligned, like every buffer kernels read
+    size_t size = 0;
+  };
+  std::map<std::string, Blob> by_key_;
+  std::set<std::string> sources_;
+  int64_t evaluations_ = 0;
+  std::function<void(std::span<const uint8_t>)> on_weight_packed_;
+};
+
+}  // namespace kiln::runtime

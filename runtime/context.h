@@ -1,0 +1,67 @@
+// One sequence in a backend's KV cache: the tokens the cache holds, and evaluation of new ones.
+//
+// New tokens go through the prefill graphs, compiled for a few bucketed lengths, and the decode
+// graph (one token). A run of n tokens is split into chunks by plan_chunks: each chunk is a
+// bucket's graph, the last one padded (padding has position -1, which kv_write skips, and the
+// `rows` input picks the last real token's logits). Buffers are sized once, so decoding one token
+// allocates nothing.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "runtime/backend.h"
+
+namespace kiln::runtime {
+
+// The graphs to run for n new tokens: bucket lengths (1 = the decode graph), in order; only the
+// last may be longer than the tokens it gets (padding). Chosen to minimize the estimated cost,
+// kCallCost + bucket tokens per call.
+inline constexpr int kCallCost = 8;
+// Up to this many new tokens go through the decode graph one at a time instead of a prefill
+// bucket: generation needs the decode graph anyway, so a short prompt (a chat turn, a one-line
+// `kiln run`) is answered without compiling a second graph first, and a decode step costs about
+// as much as 1/8 of a padded 16-token bucket (decode reads the weights once per token; measured
+// in docs/benchmarks.md).
+inline constexpr int kDecodePrefill = 8;
+std::vector<int> plan_chunks(int n, std::span<const int> buckets,
+                             int decode_up_to = kDecodePrefill);
+
+class Context {
+ public:
+  // `buckets`: the prefill lengths (those above ctx are dropped). Runs of up to `decode_up_to`
+  // tokens use the decode graph (plan_chunks).
+  Context(Backend& backend, std::vector<int> buckets, int ctx, int decode_up_to = kDecodePrefill);
+
+  // Evaluates `tokens` at positions n_past() ... and returns the last one's logits (valid until
+  // the next evaluation). An error, with nothing evaluated, when they do not fit the context.
+  Result<std::span<const float>> eval(std::span<const int32_t> tokens);
+  // Keeps the cache's first n tokens; later positions are overwritten by the next evaluation.
+  void truncate(int n);
+  // Empties the cache (and zeroes the backend's KV memory).
+  void reset();
+  // Builds now the graphs that evaluating n new tokens uses (n = 1: the decode graph), so that
+  // compilation is not timed as evaluation.
+  Status prepare(int n);
+
+  int n_past() const { return int(tokens_.size()); }
+  int ctx() const { return ctx_; }
+  const std::vector<int32_t>& tokens() const { return tokens_; }
+  const std::vector<int>& buckets() const { return buckets_; }
+
+ private:
+  Result<std::span<const float>> run_chunk(std::span<const int32_t> tokens, int bucket);
+  Result<GraphRunner*> runner(int bucket);
+
+  Backend& backend_;
+  std::vector<int> buckets_;
+  int ctx_;
+  int decode_up_to_;
+  std::vector<int32_t> tokens_;  // reserved for ctx tokens
+  std::vector<int32_t> in_tokens_, in_pos_;
+  // Graphs by bucket index (decode last), looked up once: the backend's lookup builds a name.
+  std::vector<GraphRunner*> runners_;
+};
+
+}  // namespace kiln::runtime

@@ -1,0 +1,250 @@
+#include "runtime/cpu_executor.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "ir/printer.h"
+#include "passes/graph_util.h"
+
+namespace kiln::runtime {
+
+Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(CompiledGraph compiled,
+                                                         const ExecutorContext& context) {
+  if (!compiled.graph || !compiled.program) return make_error("executor: empty compiled graph");
+  std::unique_ptr<CpuExecutor> e(new CpuExecutor(std::move(compiled)));
+  Status st = e->bind(context);
+  if (!st.ok()) return st.error().wrap("executor " + e->compiled_.spec.name());
+  return e;
+}
+
+Status CpuExecutor::bind(const ExecutorContext& cx) {
+  const ir::Graph& g = *compiled_.graph;
+  const passes::MemoryPlan& plan = compiled_.plan;
+  const cpu::JitProgram& prog = *compiled_.program;
+  pool_ = cx.pool;
+  nth_ = pool_->size();
+  if (plan.arena_bytes > cx.arena_capacity)
+    return make_error("the memory plan needs an arena of ", plan.arena_bytes,
+                      " bytes; the backend reserved ", cx.arena_capacity);
+
+  std::map<std::pair<int, int>, const passes::PlanEntry*> entries;
+  for (const passes::PlanEntry& e : plan.entries) entries[{e.node, e.result}] = &e;
+  const auto constants = passes::constant_values(g);
+  std::unordered_map<const ir::Value*, uint8_t*> addr;
+  // Weights and derived constants, and the views of them, by the weight or constant they read;
+  // and which of those kernels read as stored and which packed.
+  std::unordered_map<const ir::Value*, const ir::Value*> root;
+  std::set<const ir::Value*> raw_use, packed_use;
+
+  // The address of result r of node i, which the memory plan puts in the arena.
+  auto arena_addr = [&](int i, int r, const ir::Node& n) -> Result<uint8_t*> {
+    auto it = entries.find({i, r});
+    if (it == entries.end())
+      return make_error("node ", i, " (", ir::print_node(n), ") has no memory-plan entry");
+    const passes::PlanEntry& e = *it->second;
+    if (e.storage == passes::Storage::kExternal)
+      return make_error("node ", i, " (", ir::print_node(n),
+                        "): the plan puts it outside the arena, but it is no weight, state, "
+                        "constant or alias of one");
+    if (e.offset + e.bytes > plan.arena_bytes)
+      return make_error("node ", i, ": arena slot [", e.offset, ", ", e.offset + e.bytes,
+                        ") is outside the arena of ", plan.arena_bytes, " bytes");
+    return cx.arena + e.offset;
+  };
+
+  size_t kernel = 0;
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const ir::Node& n = *g.nodes()[i];
+    const int ni = int(i);
+    switch (n.op) {
+      case ir::Op::Input: {
+        KILN_ASSIGN_OR_RETURN(uint8_t * p, arena_addr(ni, 0, n));
+        addr[n.result()] = p;
+        inputs_.push_back(Io{n.attrs.s("name"), &n.result()->type, p, false});
+        continue;
+      }
+      case ir::Op::Weight: {
+        auto bytes = cx.weights->get(n.attrs.s("name"), n.result()->type);
+        if (!bytes.ok()) return bytes.error();
+        addr[n.result()] = const_cast<uint8_t*>(bytes->data());
+        root[n.result()] = n.result();
+        continue;
+      }
+      case ir::Op::State: {
+        KILN_ASSIGN_OR_RETURN(uint8_t * p, cx.states->get(n.attrs.s("name"), n.result()->type));
+        addr[n.result()] = p;
+        continue;
+      }
+      case ir::Op::Output: {
+        const ir::Value* v = n.operand(0);
+        outputs_.push_back(Io{n.attrs.s("name"), &v->type, addr.at(v), false});
+        continue;
+      }
+      default:
+        break;
+    }
+    if (passes::is_free(n)) {
+      // Views of arena values sit where the plan says (the same address as the view's operand
+      // plus offset); views of weights or states alias them.
+      auto a = passes::alias_of(n, 0);
+      if (!a) return make_error("node ", i, " (", ir::print_node(n), "): a view without alias");
+      addr[n.result()] = addr.at(n.operand(0)) + a->offset;
+      if (auto r = root.find(n.operand(0)); r != root.end()) root[n.result()] = r->second;
+      continue;
+    }
+    if (n.op != ir::Op::Region) {
+      if (constants.count(n.result())) {
+        for (const ir::Value* r : n.results) {
+          auto c = cx.constants->get(*r);
+          if (!c.ok()) return c.error().wrap("node " + std::to_string(i));
+          addr[r] = const_cast<uint8_t*>(*c);
+          root[r] = r;
+        }
+        continue;
+      }
+      return make_error("node ", i, " (", ir::print_node(n),
+                        ") is not in a region: the CPU executor runs fused graphs only");
+    }
+    // A kernel: operands, then results (aliased results at their operand's address).
+    if (kernel >= prog.kernels().size())
+      return make_error("the program has ", prog.kernels().size(), " kernels; the graph has more");
+    const cpu::KernelInfo& k = prog.kernels()[kernel];
+    if (k.num_args != int(n.operands.size() + n.results.size()))
+      return make_error("kernel ", k.name, " takes ", k.num_args, " arguments; region node ", i,
+                        " has ", n.operands.size(), " operands and ", n.results.size(), " results");
+    const size_t first = buffers_.size();
+    for (size_t j = 0; j < n.operands.size(); ++j) {
+      const ir::Value* o = n.operands[j];
+      buffers_.push_back(addr.at(o));
+      if (auto r = root.find(o); r != root.end()) {
+        const bool packed = std::find(k.packed_operands.begin(), k.packed_operands.end(), int(j)) !=
+                            k.packed_operands.end();
+        (packed ? packed_use : raw_use).insert(r->second);
+      }
+    }
+    // Weights the kernel reads in the microkernels' packed layout: one repacked copy per model.
+    for (int p : k.packed_operands) {
+      if (p < 0 || size_t(p) >= n.operands.size())
+        return make_error("kernel ", k.name, ": packed operand ", p, " out of range");
+      const ir::Value* o = n.operands[size_t(p)];
+      auto packed = cx.constants->packed(*o, addr.at(o));
+      if (!packed.ok()) return packed.error().wrap("kernel " + k.name);
+      buffers_[first + size_t(p)] = const_cast<uint8_t*>(*packed);
+    }
+    for (size_t r = 0; r < n.results.size(); ++r) {
+      uint8_t* p;
+      if (auto a = passes::alias_of(n, int(r))) {
+        p = addr.at(n.operand(a->operand)) + a->offset;
+      } else {
+        KILN_ASSIGN_OR_RETURN(p, arena_addr(ni, int(r), n));
+      }
+      addr[n.results[r]] = p;
+      buffers_.push_back(p);
+    }
+    arg_ranges_.push_back({first, buffers_.size() - first});
+    kernels_.push_back(prog.function(kernel));
+    kernel_nodes_.push_back(&n);
+    scratch_bytes_ = std::max<uint64_t>(scratch_bytes_, uint64_t(nth_) * k.scratch_bytes);
+    ++kernel;
+  }
+  if (kernel != prog.kernels().size())
+    return make_error("the program has ", prog.kernels().size(), " kernels; the graph has ", kernel,
+                      " regions");
+  for (const ir::Value* v : raw_use) {
+    if (v->def->op == ir::Op::Weight)
+      bound_weights_.push_back(v->def->attrs.s("name"));
+    else
+      raw_constants_.push_back(constant_key(*v));
+  }
+  for (const ir::Value* v : packed_use) {
+    if (v->def->op == ir::Op::Weight)
+      packed_weights_.push_back(v->def->attrs.s("name"));
+    else if (!raw_use.count(v))
+      packed_only_constants_.push_back(constant_key(*v));
+  }
+  if (scratch_bytes_ > cx.scratch_capacity)
+    return make_error("kernels need ", scratch_bytes_, " bytes of scratch; the backend reserved ",
+                      cx.scratch_capacity);
+  for (const Io& o : outputs_)
+    if (o.type->dtype != DType::F32)
+      return make_error("output '", o.name, "' is ", o.type->str(), "; the runtime reads f32");
+
+  // Every thread's arguments for every kernel, final from here on.
+  args_.resize(kernels_.size() * size_t(nth_));
+  for (size_t k = 0; k < kernels_.size(); ++k) {
+    const cpu::KernelInfo& info = prog.kernels()[k];
+    for (int t = 0; t < nth_; ++t) {
+      KilnKernelArgs& a = args_[k * size_t(nth_) + size_t(t)];
+      a.buffers = buffers_.data() + arg_ranges_[k].first;
+      a.scratch = cx.scratch + size_t(t) * info.scratch_bytes;
+      a.mk = info.uses_microkernels ? cx.microkernels : nullptr;
+      a.ith = t;
+      a.nth = nth_;
+      a.barrier = &Barrier::wait_fn;
+      a.barrier_ctx = &pool_->barrier();
+    }
+  }
+  limit_ = kernels_.size();
+  return Status::Ok();
+}
+
+void CpuExecutor::schedule(void* self, int ith, int nth) {
+  auto* e = static_cast<CpuExecutor*>(self);
+  const size_t n = e->limit_;
+  Barrier& barrier = e->pool_->barrier();
+  const KilnKernelArgs* args = e->args_.data() + ith;
+  for (size_t k = 0; k < n; ++k, args += nth) {
+    e->kernels_[k](args);
+    // Every kernel reads what earlier ones wrote; the pool's join ends the last one.
+    if (k + 1 < n) barrier.wait();
+  }
+}
+
+Status CpuExecutor::run_prefix(size_t n) {
+  limit_ = std::min(n, kernels_.size());
+  Status st = run();
+  limit_ = kernels_.size();
+  return st;
+}
+
+Status CpuExecutor::set_input(std::string_view name, std::span<const int32_t> values) {
+  for (Io& in : inputs_) {
+    if (in.name != name) continue;
+    if (in.type->dtype != DType::I32 || size_t(in.type->numel()) != values.size())
+      return make_error("input '", name, "' is ", in.type->str(), ", given ", values.size(),
+                        " i32 values");
+    std::memcpy(in.data, values.data(), values.size_bytes());
+    in.set = true;
+    return Status::Ok();
+  }
+  return make_error("graph ", compiled_.spec.name(), " has no input '", name, "'");
+}
+
+bool CpuExecutor::has_input(std::string_view name) const {
+  for (const Io& in : inputs_)
+    if (in.name == name) return true;
+  return false;
+}
+
+Status CpuExecutor::run() {
+  for (const Io& in : inputs_)
+    if (!in.set)
+      return make_error("graph ", compiled_.spec.name(), ": input '", in.name, "' not set");
+  pool_->run(&CpuExecutor::schedule, this);
+  // The arena is shared with the model's other graphs: inputs must be set again for the next run.
+  for (Io& in : inputs_) in.set = false;
+  return Status::Ok();
+}
+
+Result<std::span<const float>> CpuExecutor::output(std::string_view name) const {
+  for (const Io& o : outputs_)
+    if (o.name == name)
+      return std::span<const float>(reinterpret_cast<const float*>(o.data),
+                                    size_t(o.type->numel()));
+  return make_error("graph ", compiled_.spec.name(), " has no output '", name, "'");
+}
+
+}  // namespace kiln::runtime
