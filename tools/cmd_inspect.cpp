@@ -179,7 +179,16 @@ bool is_big_tokenizer_array(const std::string& key) {
          key == "tokenizer.chat_template";
 }
 
+}  // namespace
+
+// Issue 6: a .kiln artifact (tools/inspect_artifact.cpp).
+bool is_artifact_path(const std::string& path);
+int inspect_artifact(const std::string& path, bool json);
+
+namespace {
+
 int run_inspect(const std::string& path, bool json) {
+  if (is_artifact_path(path)) return inspect_artifact(path, json);
   auto file = gguf::GgufFile::open(path);
   if (!file.ok()) return fail("inspect", file.message());
   const gguf::GgufFile& f = **file;

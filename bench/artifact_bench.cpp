@@ -1,0 +1,160 @@
+// Artifact costs: the checksums (CRC32C, SHA-256) per byte, parsing a whole artifact with every
+// checksum, and load to first token of a tiny artifact against the JIT path. Real-model figures
+// (compile time, load to first token, decode speed) come from `kiln compile` and `kiln run`
+// (docs/artifact.md).
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+
+#include "codegen/cpu/cpu_codegen.h"
+#include "frontends/gguf/make_model.h"
+#include "frontends/gguf/model_presets.h"
+#include "runtime/artifact_format.h"
+#include "runtime/artifact_loader.h"
+#include "runtime/artifact_writer.h"
+#include "runtime/backend.h"
+#include "runtime/kiln.h"
+
+namespace {
+
+using namespace kiln;
+
+std::vector<uint8_t> random_bytes(size_t n) {
+  std::mt19937_64 rng(1);
+  std::vector<uint8_t> b(n);
+  for (uint8_t& x : b) x = uint8_t(rng());
+  return b;
+}
+
+void BM_Crc32c(benchmark::State& st) {
+  auto b = random_bytes(size_t(st.range(0)));
+  for (auto _ : st) benchmark::DoNotOptimize(artifact::crc32c(b));
+  st.SetBytesProcessed(int64_t(st.iterations()) * st.range(0));
+}
+BENCHMARK(BM_Crc32c)->Arg(1 << 20)->Arg(16 << 20);
+
+void BM_Sha256(benchmark::State& st) {
+  auto b = random_bytes(size_t(st.range(0)));
+  for (auto _ : st) benchmark::DoNotOptimize(artifact::sha256(b));
+  st.SetBytesProcessed(int64_t(st.iterations()) * st.range(0));
+}
+BENCHMARK(BM_Sha256)->Arg(1 << 20);
+
+// A tiny-llama GGUF and its artifact, made once.
+struct Tiny {
+  std::string gguf, kiln;
+  Tiny() {
+    const std::string dir = std::filesystem::temp_directory_path() / "kiln-artifact-bench";
+    std::filesystem::create_directories(dir);
+    gguf = dir + "/tiny.gguf";
+    kiln = dir + "/tiny.kiln";
+    gguf::MakeModelOptions mo;
+    mo.quant = DType::Q4_0;
+    auto w = gguf::make_model(*gguf::find_preset("tiny-llama"), mo);
+    if (!w.ok() || !w->write(gguf).ok()) std::abort();
+    artifact::CompileOptions co;
+    co.ctx = 64;
+    co.prefill_buckets = {8};
+    if (!artifact::compile_artifact(gguf, kiln, co).ok()) std::abort();
+  }
+};
+const Tiny& tiny() {
+  static Tiny t;
+  return t;
+}
+
+void BM_OpenArtifact(benchmark::State& st) {
+  (void)tiny();  // made outside the timing
+  for (auto _ : st) {
+    auto a = artifact::load_artifact(tiny().kiln);
+    if (!a.ok()) st.SkipWithError(a.message().c_str());
+    benchmark::DoNotOptimize(a);
+  }
+}
+BENCHMARK(BM_OpenArtifact)->Unit(benchmark::kMillisecond);
+
+// Load and the first token of an 8-token prompt: artifact (0) vs JIT (1).
+void BM_LoadToFirstToken(benchmark::State& st) {
+  const bool jit = st.range(0) == 1;
+  const std::vector<int32_t> prompt = {1, 5, 9, 13, 17, 21, 25, 29};
+  (void)tiny();
+  for (auto _ : st) {
+    LoadOptions lo;
+    lo.ctx = 64;
+    lo.prefill_buckets = {8};
+    auto m = Model::load(jit ? tiny().gguf : tiny().kiln, lo);
+    if (!m.ok()) {
+      st.SkipWithError(m.message().c_str());
+      break;
+    }
+    auto l = (*m)->eval(prompt);
+    benchmark::DoNotOptimize(l);
+  }
+  st.SetLabel(jit ? "jit" : "artifact");
+}
+BENCHMARK(BM_LoadToFirstToken)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// The stages of loading a real artifact ($KILN_ARTIFACT; skipped when unset), as counters in
+// milliseconds: mapping and checksums, the microkernel table (generated on first use in the
+// process, so measured once), and for the decode graph: IR + plan parsing, linking, binding
+// (derived constants and repacked weights), and the first decode step.
+void BM_RealArtifactStages(benchmark::State& st) {
+  const char* path = std::getenv("KILN_ARTIFACT");
+  if (!path) {
+    st.SkipWithError("set KILN_ARTIFACT=MODEL.kiln");
+    return;
+  }
+  using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  };
+  for (auto _ : st) {
+    auto t0 = Clock::now();
+    auto mk = cpu::microkernel_table();
+    st.counters["microkernels_ms"] = ms(t0);
+    benchmark::DoNotOptimize(mk);
+    t0 = Clock::now();
+    auto a = artifact::load_artifact(path);
+    if (!a.ok()) {
+      st.SkipWithError(a.message().c_str());
+      return;
+    }
+    st.counters["open_check_ms"] = ms(t0);
+    runtime::BackendOptions bo;
+    bo.ctx = (*a)->artifact->ctx();
+    bo.kv_type = (*a)->artifact->kv_type();
+    auto b = runtime::make_cpu_backend(
+        *(*a)->weights, bo, std::make_unique<artifact::ArtifactGraphSource>(*(*a)->artifact));
+    if (!b.ok()) {
+      st.SkipWithError(b.message().c_str());
+      return;
+    }
+    lower::GraphSpec spec;
+    t0 = Clock::now();
+    auto g = (*b)->graph(spec);
+    if (!g.ok()) {
+      st.SkipWithError(g.message().c_str());
+      return;
+    }
+    st.counters["graph_total_ms"] = ms(t0);
+    runtime::BackendStats s = (*b)->stats();
+    st.counters["parse_ms"] = s.lower_seconds * 1e3;
+    st.counters["link_ms"] = s.compile_seconds * 1e3;
+    st.counters["bind_ms"] = s.bind_seconds * 1e3;
+    std::vector<int32_t> tok = {1}, pos = {0}, seq = {0};
+    (void)(*g)->set_input("tokens", tok);
+    (void)(*g)->set_input("pos", pos);
+    if ((*g)->has_input("seq")) (void)(*g)->set_input("seq", seq);
+    if ((*g)->has_input("rows")) (void)(*g)->set_input("rows", std::vector<int32_t>{0});
+    t0 = Clock::now();
+    Status r = (*g)->run();
+    st.counters["first_decode_ms"] = ms(t0);
+    if (!r.ok()) st.SkipWithError(r.message().c_str());
+  }
+}
+BENCHMARK(BM_RealArtifactStages)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
