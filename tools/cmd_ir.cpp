@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "codegen/cuda/cuda_codegen.h"  // [cuda]
 #include "frontends/gguf/gguf_file.h"
 #include "frontends/gguf/lower.h"
 #include "ir/parser.h"
@@ -30,6 +31,7 @@ struct IrOptions {
   std::string dump_after;
   std::string format = "text";
   bool stats = false;
+  std::string emit;  // [cuda] "cuda": the generated CUDA C++ of the graph (after the passes)
 };
 
 std::string render(const ir::Graph& g, const passes::PassContext& ctx, const std::string& format) {
@@ -39,6 +41,8 @@ std::string render(const ir::Graph& g, const passes::PassContext& ctx, const std
 }
 
 int run_ir(const IrOptions& o) {
+  if (!o.emit.empty() && o.emit != "cuda")  // [cuda]
+    return fail("ir", "--emit must be cuda, found '" + o.emit + "'");
   if (o.format != "text" && o.format != "dot" && o.format != "json")
     return fail("ir", "--format must be text, dot or json, found '" + o.format + "'");
   std::unique_ptr<ir::Graph> g;
@@ -94,6 +98,12 @@ int run_ir(const IrOptions& o) {
     if (!times.empty()) std::printf("pass times: %s\n", times.c_str());
     return 0;
   }
+  if (o.emit == "cuda") {  // [cuda]
+    auto src = cuda::emit_cuda(*g);
+    if (!src.ok()) return fail("ir", src.message());
+    std::fputs(src->c_str(), stdout);
+    return 0;
+  }
   std::fputs(render(*g, ctx, o.format).c_str(), stdout);
   return 0;
 }
@@ -123,6 +133,9 @@ KILN_REGISTER_COMMAND(
           app.add_option("--dump-after", o->dump_after,
                          "Print the graph after this pass (or 'all')");
           app.add_option("--format", o->format, "text, dot or json (default text)");
+          app.add_option(
+              "--emit", o->emit,
+              "cuda: print the CUDA C++ of the fused graph (needs the fuse pass)");  // [cuda]
           app.add_flag(
               "--stats", o->stats,
               "Print nodes, kernels (per layer), arena vs naive vs lower bound, FLOPs and bytes "

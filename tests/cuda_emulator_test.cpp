@@ -1,0 +1,242 @@
+// The CUDA backend's device-side logic on the CPU emulator (runtime/cuda_emulator.h): the
+// generated kernels (their host flavor, same source) against the reference interpreter on random
+// inputs, the executor's argument binding, arena offsets, KV cache and CUDA-graph capture/replay,
+// and kiln-gpu-check's whole flow. Also: without libcuda, one clear line.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "frontends/gguf/gguf_file.h"
+#include "frontends/gguf/lower.h"
+#include "frontends/gguf/make_model.h"
+#include "passes/pass_manager.h"
+#include "runtime/constant_store.h"
+#include "runtime/cuda_check.h"
+#include "runtime/cuda_driver.h"
+#include "runtime/cuda_emulator.h"
+#include "runtime/cuda_executor.h"
+#include "runtime/cuda_kernel_check.h"
+#include "runtime/interpreter.h"
+#include "support/test_support.h"
+
+// NVRTC (dlopen'ed, not instrumented) keeps process-lifetime allocations that LeakSanitizer would
+// report as leaks of this test; they are not kiln's.
+extern "C" const char* __lsan_default_suppressions() {
+  return "leak:libnvrtc\nleak:libnvrtc-builtins\n";
+}
+
+namespace kiln {
+namespace {
+
+struct TinyModel {
+  std::vector<uint8_t> bytes;
+  std::unique_ptr<gguf::GgufFile> file;
+  std::string path;
+};
+
+TinyModel make(const std::string& preset, DType quant) {
+  TinyModel m;
+  const gguf::ModelPreset* p = gguf::find_preset(preset);
+  EXPECT_TRUE(p) << preset;
+  if (!p) return m;
+  gguf::MakeModelOptions opt;
+  opt.quant = quant;
+  opt.seed = 5;
+  opt.threads = 2;
+  auto w = gguf::make_model(*p, opt);
+  EXPECT_TRUE(w.ok()) << w.message();
+  if (!w.ok()) return m;
+  EXPECT_TRUE(w->to_bytes(&m.bytes).ok());
+  m.path = test::temp_dir() + "/" + preset + "-" + std::string(dtype_name(quant)) + ".gguf";
+  std::ofstream(m.path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(m.bytes.data()), std::streamsize(m.bytes.size()));
+  auto f = gguf::GgufFile::parse(m.bytes, preset + ".gguf");
+  EXPECT_TRUE(f.ok()) << f.message();
+  if (f.ok()) m.file = std::move(*f);
+  return m;
+}
+
+struct Built {
+  lower::GraphSpec spec;
+  std::unique_ptr<ir::Graph> graph;
+  passes::MemoryPlan plan;
+};
+
+Built build(const gguf::GgufFile& file, int tokens) {
+  Built b;
+  b.spec.tokens = tokens;
+  b.spec.ctx = 64;
+  auto g = lower::lower_gguf(file, b.spec);
+  EXPECT_TRUE(g.ok()) << g.message();
+  if (!g.ok()) return b;
+  passes::PassContext ctx;
+  Status st =
+      passes::run_pipeline("canonicalize,merge-parallel-matmuls,fuse,plan-memory", **g, ctx);
+  EXPECT_TRUE(st.ok()) << st.message();
+  EXPECT_TRUE(ctx.plan.has_value());
+  b.graph = std::move(*g);
+  if (ctx.plan) b.plan = std::move(*ctx.plan);
+  return b;
+}
+
+void expect_kernels_match(const std::string& preset, DType quant, int tokens) {
+  TinyModel m = make(preset, quant);
+  ASSERT_TRUE(m.file);
+  auto dev = runtime::make_emulated_device();
+  runtime::GgufWeights weights(*m.file);
+  {
+    SCOPED_TRACE(preset + " tokens " + std::to_string(tokens));
+    Built b = build(*m.file, tokens);
+    ASSERT_TRUE(b.graph);
+    runtime::KernelCheckOptions o;
+    o.seed = 3 + uint32_t(tokens);
+    o.position = 11;
+    auto rep = runtime::check_kernels(*dev, *b.graph, weights, o);
+    ASSERT_TRUE(rep.ok()) << rep.message();
+    for (const runtime::RegionCheck& rc : rep->regions)
+      EXPECT_TRUE(rc.ok) << rc.region << " " << rc.entry << " " << rc.kind << ": " << rc.err << " "
+                         << rc.note;
+    EXPECT_FALSE(rep->regions.empty());
+    EXPECT_FALSE(rep->states.empty());  // the KV write was checked too
+    EXPECT_TRUE(rep->ok()) << rep->summary();
+  }
+}
+
+// Decode (1 token) and prefill (5 tokens) graphs, one test each so each stays short.
+TEST(CudaEmulator, TinyLlamaQ4_0DecodeKernelsMatchTheInterpreter) {
+  expect_kernels_match("tiny-llama", DType::Q4_0, 1);
+}
+TEST(CudaEmulator, TinyLlamaQ4_0PrefillKernelsMatchTheInterpreter) {
+  expect_kernels_match("tiny-llama", DType::Q4_0, 5);
+}
+TEST(CudaEmulator, TinyQwen3Q6_KDecodeKernelsMatchTheInterpreter) {
+  expect_kernels_match("tiny-qwen3", DType::Q6_K, 1);
+}
+TEST(CudaEmulator, TinyQwen3Q6_KPrefillKernelsMatchTheInterpreter) {
+  expect_kernels_match("tiny-qwen3", DType::Q6_K, 5);
+}
+TEST(CudaEmulator, TinyGemma3Q4_KDecodeKernelsMatchTheInterpreter) {
+  expect_kernels_match("tiny-gemma3", DType::Q4_K, 1);
+}
+TEST(CudaEmulator, TinyGemma3Q4_KPrefillKernelsMatchTheInterpreter) {
+  expect_kernels_match("tiny-gemma3", DType::Q4_K, 5);
+}
+TEST(CudaEmulator, TinyQwen2Q8_0DecodeKernelsMatchTheInterpreter) {
+  expect_kernels_match("tiny-qwen2", DType::Q8_0, 1);
+}
+TEST(CudaEmulator, TinyQwen2Q8_0PrefillKernelsMatchTheInterpreter) {
+  expect_kernels_match("tiny-qwen2", DType::Q8_0, 5);
+}
+
+// Decode on the executor (graph captured once, replayed) against the interpreter, token by
+// token, with the device argmax and the fed-back token.
+TEST(CudaEmulator, ExecutorDecodeMatchesInterpreterAndReplaysOneGraph) {
+  TinyModel m = make("tiny-llama", DType::Q8_0);
+  ASSERT_TRUE(m.file);
+  auto dev = runtime::make_emulated_device();
+  runtime::GgufWeights weights(*m.file);
+  Built ref = build(*m.file, 1);
+  Built b = build(*m.file, 1);
+  ASSERT_TRUE(ref.graph && b.graph);
+  runtime::StateStore states;
+  auto interp = runtime::Interpreter::create(*ref.graph, weights, states);
+  ASSERT_TRUE(interp.ok()) << interp.message();
+  runtime::ConstantStore host_constants(weights);
+  runtime::DeviceConstants constants(*dev, weights, host_constants);
+  runtime::DeviceStates dstates(*dev);
+  runtime::CudaContext cx{dev.get(), &constants, &dstates, {}};
+  auto exec = runtime::CudaExecutor::create(b.spec, std::move(b.graph), std::move(b.plan), cx);
+  ASSERT_TRUE(exec.ok()) << exec.message();
+  auto& e = **exec;
+  const runtime::EmulatorStats before = runtime::emulator_stats(*dev);
+  int32_t tok = 42;
+  const int steps = 6;
+  for (int s = 0; s < steps; ++s) {
+    std::vector<int32_t> t{tok}, pos{s}, seq{0};
+    ASSERT_TRUE((*interp)->set_input("tokens", t).ok());
+    ASSERT_TRUE((*interp)->set_input("pos", pos).ok());
+    ASSERT_TRUE((*interp)->set_input("seq", seq).ok());
+    ASSERT_TRUE((*interp)->run().ok());
+    auto want = (*interp)->output("logits");
+    ASSERT_TRUE(want.ok());
+    ASSERT_TRUE(e.set_input("tokens", t).ok());
+    ASSERT_TRUE(e.set_input("pos", pos).ok());
+    ASSERT_TRUE(e.set_input("seq", seq).ok());
+    ASSERT_TRUE(e.run().ok());
+    auto got = e.output("logits");
+    ASSERT_TRUE(got.ok()) << got.message();
+    const double err =
+        runtime::relative_error({got->begin(), got->end()}, {want->begin(), want->end()});
+    EXPECT_LT(err, 5e-3) << "step " << s;
+    int best = 0;
+    for (size_t i = 1; i < want->size(); ++i)
+      if ((*want)[i] > (*want)[size_t(best)]) best = int(i);
+    auto toks = e.tokens();
+    ASSERT_TRUE(toks.ok()) << toks.message();
+    EXPECT_EQ((*toks)[0], best) << "device argmax, step " << s;
+    tok = best;
+  }
+  EXPECT_EQ(e.replay().captures(), 1);
+  EXPECT_EQ(e.replay().replays(), steps);
+  const runtime::EmulatorStats after = runtime::emulator_stats(*dev);
+  EXPECT_EQ(after.captures - before.captures, 1);
+  EXPECT_EQ(after.graph_launches - before.graph_launches, steps);
+  EXPECT_EQ(after.launches - before.launches, int64_t(steps * e.launches_per_run()));
+
+  // Feedback: the sample kernel writes the token and advances pos on the device.
+  ASSERT_TRUE(e.set_feedback(true).ok());
+  auto first = e.step();
+  ASSERT_TRUE(first.ok()) << first.message();
+  ASSERT_TRUE(e.step().ok());
+  EXPECT_EQ(e.replay().captures(), 1);  // the feedback graph, captured once
+
+  // --no-cuda-graph: direct launches, no more captures.
+  e.set_cuda_graph(false);
+  const runtime::EmulatorStats mid = runtime::emulator_stats(*dev);
+  ASSERT_TRUE(e.step().ok());
+  const runtime::EmulatorStats end = runtime::emulator_stats(*dev);
+  EXPECT_EQ(end.captures, mid.captures);
+  EXPECT_EQ(end.graph_launches, mid.graph_launches);
+  EXPECT_EQ(end.launches - mid.launches, int64_t(e.launches_per_run()));
+}
+
+TEST(CudaEmulator, GpuCheckFlowPassesOnTheEmulator) {
+  TinyModel m = make("tiny-qwen3", DType::Q8_0);
+  ASSERT_TRUE(m.file);
+  std::vector<std::string> args = {"kiln-gpu-check",
+                                   "--emulate",
+                                   "--no-bench",
+                                   "--steps",
+                                   "4",
+                                   "--ctx",
+                                   "64",
+                                   "--prefill",
+                                   "4",
+                                   "--check-prefill",
+                                   "3",
+                                   "--decode-steps",
+                                   "3",
+                                   m.path};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  testing::internal::CaptureStdout();
+  const int rc = runtime::gpu_check_main(int(argv.size()), argv.data());
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("decode vs CPU: 4 steps"), std::string::npos) << out;
+  EXPECT_NE(out.find("all checks passed"), std::string::npos) << out;
+}
+
+TEST(CudaDriver, MissingLibraryIsOneClearLine) {
+  Status st = runtime::cuda_status("/nonexistent/libcuda.so.1");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("/nonexistent/libcuda.so.1"), std::string::npos) << st.message();
+  EXPECT_EQ(st.message().find('\n'), std::string::npos) << st.message();
+  const std::string line = runtime::cuda_fallback_message(st);
+  EXPECT_NE(line.find("running on the CPU"), std::string::npos);
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kiln
