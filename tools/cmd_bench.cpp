@@ -165,7 +165,7 @@ KILN_REGISTER_COMMAND(
         "bench", "Prefill and decode speed (median and range, like llama-bench)", 23,
         [](CLI::App& app) -> std::function<int()> {
           auto a = std::make_shared<BenchArgs>();
-          app.add_option("model", a->model, "GGUF model file")->required();
+          app.add_option("model", a->model, "GGUF model file or .kiln artifact")->required();
           app.add_option("-p,--n-prompt", a->p, "Prompt tokens (pp test)")->capture_default_str();
           app.add_option("-n,--n-gen", a->n, "Generated tokens (tg test)")->capture_default_str();
           app.add_option("-t,--threads", a->threads,

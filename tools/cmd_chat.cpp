@@ -89,7 +89,7 @@ KILN_REGISTER_COMMAND(
         "chat", "Chat with a model in its own chat template (stdin lines are turns)", 21,
         [](CLI::App& app) -> std::function<int()> {
           auto a = std::make_shared<ChatArgs>();
-          app.add_option("model", a->model, "GGUF model file")->required();
+          app.add_option("model", a->model, "GGUF model file or .kiln artifact")->required();
           app.add_option("-s,--system", a->system, "System message");
           app.add_option("-n,--n-predict", a->n, "Most tokens per reply")->capture_default_str();
           app.add_option("--temp", a->temp, "Temperature (0: greedy)")->capture_default_str();

@@ -89,7 +89,7 @@ KILN_REGISTER_COMMAND(
         "run", "Generate text from a raw prompt (streams to stdout)", 20,
         [](CLI::App& app) -> std::function<int()> {
           auto a = std::make_shared<RunArgs>();
-          app.add_option("model", a->model, "GGUF model file")->required();
+          app.add_option("model", a->model, "GGUF model file or .kiln artifact")->required();
           app.add_option("-p,--prompt", a->prompt, "Prompt text")->required();
           app.add_option("-n,--n-predict", a->n, "Tokens to generate")->capture_default_str();
           app.add_option("--temp", a->temp, "Temperature (0: greedy)")->capture_default_str();
