@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 
 #include "codegen/cuda/compile_graph.h"
@@ -66,11 +67,16 @@ void compile_model(const std::string& path, int tokens) {
     EXPECT_NE(m->ptx.find(".entry"), std::string::npos);
     // ptxas reported every kernel function for both architectures.
     std::set<std::pair<std::string, int>> reported;
+    int max_regs = 0;
     for (const cuda::KernelResources& r : m->resources) {
       reported.insert({r.entry, r.arch});
       EXPECT_GT(r.registers, 0) << r.entry;
       EXPECT_LE(r.registers, 255) << r.entry;
+      // Decode mat-vecs keep up to 8 rows' loads in flight per lane: that must fit in registers.
+      EXPECT_EQ(r.spill_stores, 0) << r.entry << " sm_" << r.arch;
+      max_regs = std::max(max_regs, r.registers);
     }
+    std::printf("%zu kernels, at most %d registers\n", m->resources.size(), max_regs);
     for (const cuda::KernelSpec& k : p->kernels_by_region)
       for (int arch : {80, 90}) EXPECT_TRUE(reported.count({k.entry, arch})) << k.entry << arch;
     if (!ptxas.empty()) {

@@ -187,7 +187,9 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
   while (MT * 2 <= std::min<int64_t>(P.M, 16) && 2 * MT * xbytes_per_row <= 24 * 1024) MT *= 2;
   if (P.M > 1 && MT == 1 && xbytes_per_row > 40 * 1024)
     return make_error("K = ", P.K, " is too long for the shared-memory activation tile");
-  const int64_t RW = std::max<int64_t>(1, 4 / MT);
+  // Weight rows a warp keeps in flight; decode (MT = 1) sizes it below from the tile so every warp
+  // of the block has rows and each lane issues several independent 16-byte loads at once.
+  int64_t RW = std::max<int64_t>(1, 4 / MT);
 
   // ---- sinks, in the prologue (not reading the product) and the epilogue ----
   const ir::Node* yn = find_op(*k.body, ir::Op::Yield);
@@ -224,7 +226,14 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
     alignment(s.value, y, g->align, seen);
     g->sinks.push_back(s);
   }
-  const int64_t target = MT <= 2 ? 16 : 32;  // weight rows per block
+  // Weight rows per block. Decode is latency-bound, not bandwidth-bound: it wants enough blocks to
+  // cover the 132 SMs of an H200 twice (~264), from one row per warp (8) up to 8 rows per warp
+  // (64, large products like the logits, where each block's prologue is amortized over more rows).
+  int64_t target = MT <= 2 ? 16 : 32;
+  if (MT == 1) {
+    target = kWarps;
+    while (target < 8 * kWarps && P.N / (2 * target) >= 264) target *= 2;
+  }
   for (Group& g : groups) {
     // Pass 1 (tile = alignment) finds the shifts; then the tile is sized; pass 2 finds stats.
     for (int pass = 0; pass < 2; ++pass) {
@@ -256,6 +265,12 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
       if (s < 0 || s + g.L > P.N)
         return make_error("the epilogue reads columns [", s, ", ", s + g.L, ") of a product of ",
                           P.N);
+  }
+
+  if (MT == 1) {
+    int64_t rows_max = 0;
+    for (const Group& g : groups) rows_max = std::max(rows_max, int64_t(g.shifts.size()) * g.tw);
+    RW = std::clamp<int64_t>((rows_max + kWarps - 1) / kWarps, 1, 8);
   }
 
   // ---- the kernel ----
@@ -519,6 +534,9 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
     out.line("#pragma unroll");
     out.line("for (int ml = 0; ml < MT; ++ml) acc[r][ml] = 0.0f;");
     out.close();
+    // The unit loop has a constant trip count: unrolled, the loads of every iteration are issued
+    // before the first dot product needs its data.
+    if ((P.units + 31) / 32 <= 4) out.line("#pragma unroll");
     out.open("for (int u = lane; u < " + num(P.units) + "; u += 32)");
     out.line("#pragma unroll");
     out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
