@@ -1,5 +1,8 @@
 #include "runtime/artifact_format.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <set>
@@ -156,6 +159,19 @@ std::string encode_header_text(const Header& h) {
 
 }  // namespace
 
+namespace {
+
+// Drops the resident pages wholly inside `bytes` (a read-only file mapping: they refault from
+// the file when read again).
+void release_pages(std::span<const uint8_t> bytes) {
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (uintptr_t(bytes.data()) + page - 1) / page * page;
+  const uintptr_t last = (uintptr_t(bytes.data()) + bytes.size()) / page * page;
+  if (first < last) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+}  // namespace
+
 std::string_view section_kind_name(SectionKind k) {
   switch (k) {
     case SectionKind::kGraphSpec:
@@ -174,6 +190,8 @@ std::string_view section_kind_name(SectionKind k) {
       return "weights";
     case SectionKind::kWeightsRef:
       return "weights.ref";
+    case SectionKind::kConstants:
+      return "constants";
     case SectionKind::kCudaCubin:
       return "cuda.cubin";
     case SectionKind::kCudaPtx:
@@ -376,7 +394,7 @@ Result<ArtifactView> parse(std::span<const uint8_t> bytes, const std::string& na
     const std::string label =
         std::string(section_kind_name(s.kind)) + (s.name.empty() ? "" : " '" + s.name + "'");
     if (s.flags != 0) return err("section ", i, " (", label, "): unknown flags ", s.flags);
-    const uint64_t align = s.kind == SectionKind::kWeights ? kWeightsAlignment : kSectionAlignment;
+    const uint64_t align = section_alignment(s.kind);
     if (s.offset % align != 0)
       return err("section ", i, " (", label, "): offset ", s.offset, " is not ", align,
                  "-byte aligned");
@@ -386,7 +404,16 @@ Result<ArtifactView> parse(std::span<const uint8_t> bytes, const std::string& na
     if (!seen.emplace(uint32_t(s.kind), s.name).second)
       return err("section ", label, " appears twice");
     if (options.verify_sections) {
-      uint32_t c = crc32c(bytes.subspan(s.offset, s.size));
+      uint32_t c = 0;
+      // In chunks, so that with release_checked_pages at most one chunk is resident at a time.
+      constexpr uint64_t kChunk = uint64_t(8) << 20;
+      for (uint64_t at = 0; at < s.size; at += kChunk) {
+        auto chunk = bytes.subspan(s.offset + at, std::min(kChunk, s.size - at));
+        c = crc32c(chunk, c);
+        // Only the embedded GGUF: kernels read most of it through the constants section, while
+        // the constants are read whole by the first step anyway (refaulting them costs time).
+        if (options.release_checked_pages && s.kind == SectionKind::kWeights) release_pages(chunk);
+      }
       if (c != s.crc32c)
         return err("section ", label, ": checksum mismatch (stored ", s.crc32c, ", computed ", c,
                    "): the file is corrupted");

@@ -40,11 +40,19 @@ enum class SectionKind : uint32_t {
   kTokenizer = 16,    // a GGUF with no tensors: tokenizer.*, general.* and the architecture keys
   kWeights = 32,      // the source GGUF file, whole, page-aligned (--weights embed)
   kWeightsRef = 33,   // path, size and sha256 of the source GGUF (--weights reference)
+  // Derived constants and microkernel-packed weights, made at compile time and bound as mapped
+  // (artifact_records.h: an index, then the blobs); page-aligned like the weights.
+  kConstants = 34,
   // Reserved for the CUDA backend (issue 7): one per compute capability, named "sm_80", ...
   kCudaCubin = 64,
   kCudaPtx = 65,
 };
 std::string_view section_kind_name(SectionKind k);  // "graph.ir", ...; "unknown" otherwise
+// The alignment of a section's offset: a page for the sections kernels read in place.
+inline uint64_t section_alignment(SectionKind k) {
+  return k == SectionKind::kWeights || k == SectionKind::kConstants ? kWeightsAlignment
+                                                                    : kSectionAlignment;
+}
 
 struct SectionEntry {
   SectionKind kind = SectionKind::kGraphIr;
@@ -84,6 +92,11 @@ struct ArtifactView {
 struct ParseOptions {
   // Check every section's CRC32C (the loader does; `kiln inspect` can skip the weights).
   bool verify_sections = true;
+  // Give back the resident pages of the weights section (the embedded GGUF) once its checksum is
+  // computed (madvise MADV_DONTNEED), so that checking does not leave it all resident: kernels
+  // read most weights through the constants section and fault in only what they read of it. Only for bytes that are a read-only file mapping (Artifact::open): on
+  // other memory it would zero them.
+  bool release_checked_pages = false;
 };
 
 // True when `bytes` start with the artifact magic.

@@ -60,7 +60,9 @@ Result<std::unique_ptr<Artifact>> Artifact::open(const std::string& path,
   KILN_ASSIGN_OR_RETURN(auto map, MappedFile::open(path));
   std::unique_ptr<Artifact> a(new Artifact());
   a->path_ = path;
-  KILN_ASSIGN_OR_RETURN(a->view_, parse(map->bytes(), path, options));
+  ParseOptions po = options;
+  po.release_checked_pages = true;  // a read-only file mapping: safe to drop, refaults
+  KILN_ASSIGN_OR_RETURN(a->view_, parse(map->bytes(), path, po));
   a->map_ = std::move(map);
   KILN_RETURN_IF_ERROR(a->read_header());
   return a;
@@ -155,6 +157,22 @@ Result<std::unique_ptr<LoadedArtifact>> load_artifact(const std::string& path) {
     KILN_ASSIGN_OR_RETURN(out->weights, open_reference(a));
   }
   out->seconds = seconds_since(t0);
+  return out;
+}
+
+Result<std::vector<runtime::MappedConstant>> ArtifactGraphSource::mapped_constants() const {
+  std::vector<runtime::MappedConstant> out;
+  const SectionEntry* s = artifact_.view().find(SectionKind::kConstants);
+  if (!s) return out;
+  auto stored = decode_constants(artifact_.view().data(*s));
+  if (!stored.ok()) return stored.error().wrap(artifact_.path() + ": constants section");
+  for (StoredConstant& c : *stored) {
+    // Kernels read these in place: they must be as aligned as any buffer the executor hands out.
+    if (reinterpret_cast<uintptr_t>(c.bytes.data()) % 64 != 0)
+      return make_error(artifact_.path(), ": constant ", c.key,
+                        " is not 64-byte aligned in memory (the artifact must be mapped)");
+    out.push_back(runtime::MappedConstant{std::move(c.key), c.bytes});
+  }
   return out;
 }
 

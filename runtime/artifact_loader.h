@@ -71,6 +71,8 @@ class ArtifactGraphSource : public runtime::GraphSource {
  public:
   explicit ArtifactGraphSource(const Artifact& artifact) : artifact_(artifact) {}
   Result<runtime::CompiledGraph> compile(const lower::GraphSpec& spec) override;
+  // The constants section: views into the mapping (none when the artifact has no such section).
+  Result<std::vector<runtime::MappedConstant>> mapped_constants() const override;
 
  private:
   const Artifact& artifact_;

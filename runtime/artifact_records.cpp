@@ -133,3 +133,88 @@ Result<std::vector<cpu::KernelInfo>> decode_kernels(std::string_view text) {
 }
 
 }  // namespace kiln::artifact
+
+namespace kiln::artifact {
+namespace {
+
+constexpr std::string_view kConstantsMagic = "kiln-constants 1 ";
+constexpr size_t kBlobAlignment = 64;
+
+std::string digits20(uint64_t v) {
+  std::string s = std::to_string(v);
+  return std::string(20 - s.size(), '0') + s;
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> encode_constants(const std::vector<StoredConstant>& constants) {
+  // The index has a fixed width per entry, so its size, and with it every blob's offset, is
+  // known before the offsets are written.
+  uint64_t index = kConstantsMagic.size() + std::to_string(constants.size()).size() + 1;
+  for (const StoredConstant& c : constants) {
+    if (c.key.empty() || c.key.find('\n') != std::string::npos)
+      return make_error("constant key '", c.key, "' is empty or has a line break");
+    index += 20 + 1 + 20 + 1 + c.key.size() + 1;
+  }
+  auto align = [](uint64_t v) {
+    return (v + kBlobAlignment - 1) / kBlobAlignment * kBlobAlignment;
+  };
+  std::string text = std::string(kConstantsMagic) + std::to_string(constants.size()) + "\n";
+  uint64_t pos = align(index);
+  std::vector<uint64_t> offsets;
+  for (const StoredConstant& c : constants) {
+    offsets.push_back(pos);
+    text += digits20(pos) + "\t" + digits20(c.bytes.size()) + "\t" + c.key + "\n";
+    pos = align(pos + c.bytes.size());
+  }
+  std::vector<uint8_t> out(pos, 0);
+  std::copy(text.begin(), text.end(), out.begin());
+  for (size_t i = 0; i < constants.size(); ++i)
+    std::copy(constants[i].bytes.begin(), constants[i].bytes.end(), out.begin() + offsets[i]);
+  return out;
+}
+
+Result<std::vector<StoredConstant>> decode_constants(std::span<const uint8_t> section) {
+  std::string_view text(reinterpret_cast<const char*>(section.data()), section.size());
+  if (!text.starts_with(kConstantsMagic)) return make_error("constants: bad index header");
+  size_t eol = text.find('\n');
+  if (eol == std::string_view::npos) return make_error("constants: index header has no end");
+  KILN_ASSIGN_OR_RETURN(
+      uint64_t count,
+      number<uint64_t>(text.substr(kConstantsMagic.size(), eol - kConstantsMagic.size()),
+                       "constants: count", 0, section.size() / 44));
+  std::vector<StoredConstant> out;
+  std::map<std::string, bool> seen;
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  size_t pos = eol + 1;
+  for (uint64_t i = 0; i < count; ++i) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos)
+      return make_error("constants: index entry ", i, " has no end");
+    std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.size() < 43 || line[20] != '\t' || line[41] != '\t')
+      return make_error("constants: index entry ", i, " is malformed");
+    KILN_ASSIGN_OR_RETURN(
+        uint64_t off, number<uint64_t>(line.substr(0, 20), "constants: offset", 0, section.size()));
+    KILN_ASSIGN_OR_RETURN(
+        uint64_t size, number<uint64_t>(line.substr(21, 20), "constants: size", 0, section.size()));
+    std::string key(line.substr(42));
+    if (!seen.emplace(key, true).second)
+      return make_error("constants: key '", key, "' appears twice");
+    out.push_back(StoredConstant{std::move(key), {}});
+    spans.push_back({off, size});
+  }
+  // Blobs lie after the whole index and inside the section.
+  for (size_t i = 0; i < out.size(); ++i) {
+    const auto [off, size] = spans[i];
+    if (off % kBlobAlignment != 0 || off < pos || size > section.size() - off)
+      return make_error("constants: entry ", i, " (", out[i].key, ") [", off, ", +", size,
+                        ") is misaligned, overlaps the index or is outside the section (",
+                        section.size(), " bytes)");
+    out[i].bytes = section.subspan(off, size);
+  }
+  return out;
+}
+
+}  // namespace kiln::artifact

@@ -3,6 +3,8 @@
 // and the parser simple; both decoders check every field and never trust the bytes.
 #pragma once
 
+#include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,5 +22,18 @@ Result<lower::GraphSpec> decode_spec(std::string_view text);
 // operands (comma list or "-"), separated by tabs.
 std::string encode_kernels(const std::vector<cpu::KernelInfo>& kernels);
 Result<std::vector<cpu::KernelInfo>> decode_kernels(std::string_view text);
+
+// The `constants` section: derived constants and packed weights by ConstantStore key. A text
+// index, then the blobs, each at a 64-byte aligned offset from the section's start:
+//   kiln-constants 1 COUNT\n
+//   OFFSET\tSIZE\tKEY\n            (COUNT lines; OFFSET and SIZE 20 decimal digits)
+//   zeros to a multiple of 64, then the blobs
+struct StoredConstant {
+  std::string key;
+  std::span<const uint8_t> bytes;
+};
+Result<std::vector<uint8_t>> encode_constants(const std::vector<StoredConstant>& constants);
+// Views into `section`: every offset and size is checked against it; keys are unique.
+Result<std::vector<StoredConstant>> decode_constants(std::span<const uint8_t> section);
 
 }  // namespace kiln::artifact

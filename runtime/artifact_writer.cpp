@@ -16,6 +16,9 @@
 #include "runtime/artifact_format.h"
 #include "runtime/artifact_records.h"
 #include "runtime/backend.h"
+#include "runtime/constant_store.h"
+#include "runtime/cpu_executor.h"
+#include "runtime/weights.h"
 
 #ifndef KILN_VERSION_STRING
 #define KILN_VERSION_STRING "unknown"
@@ -71,7 +74,7 @@ Status write_file(const std::string& path, const Header& header, std::vector<Pen
   std::vector<SectionEntry> entries;
   uint64_t pos = head_bytes(header, sections.size());
   for (Pending& p : sections) {
-    uint64_t align = p.entry.kind == SectionKind::kWeights ? kWeightsAlignment : kSectionAlignment;
+    uint64_t align = section_alignment(p.entry.kind);
     pos = align_up(pos, align);
     p.entry.offset = pos;
     p.entry.size = p.bytes.size();
@@ -148,6 +151,11 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
   co.microkernels = o.microkernels && arch == "x86_64";
   std::vector<Pending> sections;
   std::set<std::string> features;
+  // What binding reads from the ConstantStore (merged q/k/v and gate/up weights, microkernel-
+  // packed weights), made once here and stored, so that loading evaluates and repacks nothing.
+  runtime::GgufWeights weights(*file);
+  runtime::ConstantStore constants(weights);
+  std::set<std::string> constant_keys;
   std::vector<std::string> graph_names;
   for (const lower::GraphSpec& spec : specs) {
     GraphReport g;
@@ -171,6 +179,11 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
     g.kernels = obj->kernels.size();
     g.object_bytes = obj->bytes.size();
     for (const std::string& f : obj->required_features) features.insert(f);
+    t0 = Clock::now();
+    auto keys = runtime::make_bind_constants(*graph, obj->kernels, weights, constants);
+    if (!keys.ok()) return keys.error().wrap(g.name + ": constants");
+    constant_keys.insert(keys->begin(), keys->end());
+    report.constants_seconds += seconds_since(t0);
     add_text(sections, SectionKind::kGraphSpec, g.name, encode_spec(spec));
     add_text(sections, SectionKind::kGraphIr, g.name, ir::print(*graph));
     add_text(sections, SectionKind::kGraphPlan, g.name, pc.plan->str());
@@ -188,6 +201,17 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
   std::vector<uint8_t> meta_bytes;
   KILN_RETURN_IF_ERROR(meta.to_bytes(&meta_bytes));
   add_owned(sections, SectionKind::kTokenizer, "", std::move(meta_bytes));
+
+  {
+    std::vector<StoredConstant> stored;
+    for (const std::string& key : constant_keys) {
+      KILN_ASSIGN_OR_RETURN(auto bytes, constants.bytes_of(key));
+      stored.push_back(StoredConstant{key, bytes});
+      report.constant_bytes += bytes.size();
+    }
+    KILN_ASSIGN_OR_RETURN(auto section, encode_constants(stored));
+    add_owned(sections, SectionKind::kConstants, "", std::move(section));
+  }
 
   std::error_code ec;
   const std::string abs_path = std::filesystem::absolute(gguf_path, ec).string();

@@ -34,9 +34,11 @@ struct CompileReport {
   std::vector<std::string> required_features;
   std::string target;
   uint64_t file_bytes = 0;
-  double hash_seconds = 0;   // sha256 of the GGUF
-  double write_seconds = 0;  // writing the file
-  double seconds = 0;        // everything
+  double hash_seconds = 0;       // sha256 of the GGUF
+  double constants_seconds = 0;  // derived constants and packed weights (the constants section)
+  uint64_t constant_bytes = 0;   // their bytes
+  double write_seconds = 0;      // writing the file
+  double seconds = 0;            // everything
 };
 
 // Writes `out_path` (via a temporary file and a rename: never a half-written artifact).

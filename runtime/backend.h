@@ -50,16 +50,19 @@ struct BackendOptions {
 };
 
 struct BackendStats {
-  int graphs = 0;               // graphs built so far
-  double lower_seconds = 0;     // lowering, all graphs
-  double passes_seconds = 0;    // passes, all graphs
-  double compile_seconds = 0;   // code generation, all graphs
-  double bind_seconds = 0;      // binding (derived constants, pointers)
-  size_t kernels = 0;           // kernels of all graphs
-  uint64_t arena_bytes = 0;     // the largest arena of a graph
-  uint64_t scratch_bytes = 0;   // the largest kernel scratch
-  uint64_t state_bytes = 0;     // the KV cache
-  uint64_t constant_bytes = 0;  // derived constants
+  int graphs = 0;                    // graphs built so far
+  double lower_seconds = 0;          // lowering, all graphs
+  double passes_seconds = 0;         // passes, all graphs
+  double compile_seconds = 0;        // code generation, all graphs
+  double bind_seconds = 0;           // binding (derived constants, pointers)
+  size_t kernels = 0;                // kernels of all graphs
+  uint64_t arena_bytes = 0;          // the largest arena of a graph
+  uint64_t scratch_bytes = 0;        // the largest kernel scratch
+  uint64_t state_bytes = 0;          // the KV cache
+  uint64_t constant_bytes = 0;       // derived constants and packed weights on the heap
+  int64_t constant_evaluations = 0;  // derived constants evaluated (by the interpreter)
+  int64_t weights_packed = 0;        // weights repacked for the microkernels
+  int64_t constants_mapped = 0;      // bindings to constants stored in an artifact (no copy)
 };
 
 class Backend {

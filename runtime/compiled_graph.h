@@ -7,8 +7,11 @@
 // executor and everything above it do not change.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "codegen/cpu/cpu_codegen.h"
 #include "frontends/gguf/gguf_file.h"
@@ -26,11 +29,22 @@ struct CompiledGraph {
   double lower_seconds = 0, passes_seconds = 0, compile_seconds = 0;
 };
 
+// Bytes of a derived constant or a packed weight made ahead of time, by ConstantStore key
+// (constant_store.h), that the backend binds in place of evaluating or repacking.
+struct MappedConstant {
+  std::string key;
+  std::span<const uint8_t> bytes;  // 64-byte aligned; lives as long as the source
+};
+
 // A source of compiled graphs for one model.
 class GraphSource {
  public:
   virtual ~GraphSource() = default;
   virtual Result<CompiledGraph> compile(const lower::GraphSpec& spec) = 0;
+  // What the source made ahead of time (an artifact's constants section); the JIT: nothing.
+  virtual Result<std::vector<MappedConstant>> mapped_constants() const {
+    return std::vector<MappedConstant>{};
+  }
 };
 
 // The in-process pipeline: lower_gguf, the pass pipeline, jit_compile.

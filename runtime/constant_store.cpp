@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 
 #include "codegen/cpu/microkernels.h"
@@ -37,9 +38,34 @@ std::string constant_key(const ir::Value& v) {
   return k;
 }
 
+std::string packed_key(const ir::Value& v) {
+  return constant_key(v) + "@mk-packed";
+}
+
+bool ConstantStore::has_packed(const ir::Value& v) const {
+  const std::string key = packed_key(v);
+  return mapped_.count(key) || by_key_.count(key);
+}
+
+Result<std::span<const uint8_t>> ConstantStore::bytes_of(const std::string& key) const {
+  if (auto it = by_key_.find(key); it != by_key_.end())
+    return std::span<const uint8_t>(it->second.data.get(), it->second.size);
+  if (auto it = mapped_.find(key); it != mapped_.end()) return it->second;
+  return make_error("constant ", key, ": not made");
+}
+
 Result<const uint8_t*> ConstantStore::get(const ir::Value& v) {
   std::string key = constant_key(v);
   if (auto it = by_key_.find(key); it != by_key_.end()) return it->second.data.get();
+  if (auto it = mapped_.find(key); it != mapped_.end()) {
+    // A stored constant of another size would let kernels read past it.
+    const std::optional<uint64_t> want = v.type.bytes();
+    if (!want || it->second.size() != *want)
+      return make_error("stored constant ", key, ": ", it->second.size(), " bytes, its type ",
+                        v.type.str(), " has ", want.value_or(0));
+    ++mapped_uses_;
+    return it->second.data();
+  }
 
   // A graph of just this expression, run once by the interpreter.
   std::vector<const ir::Node*> order;
@@ -77,12 +103,21 @@ Result<const uint8_t*> ConstantStore::get(const ir::Value& v) {
 }
 
 Result<const uint8_t*> ConstantStore::packed(const ir::Value& v, const uint8_t* bytes) {
-  std::string key = constant_key(v) + "@mk-packed";
+  std::string key = packed_key(v);
   if (auto it = by_key_.find(key); it != by_key_.end()) return it->second.data.get();
   const ir::TensorType& t = v.type;
   if (t.rank() != 2 || !mk::packable(t.dtype))
     return make_error("packed weight ", key, ": ", t.str(), " has no packed layout");
   const int N = int(t.dim(0)), K = int(t.dim(1));
+  if (auto it = mapped_.find(key); it != mapped_.end()) {
+    const size_t want = mk::packed_bytes(t.dtype, N, K);
+    if (it->second.size() != want)
+      return make_error("stored packed weight ", key, ": ", it->second.size(), " bytes, ", t.str(),
+                        " packs to ", want);
+    ++mapped_uses_;
+    return it->second.data();
+  }
+  if (!bytes) return make_error("packed weight ", key, ": no bytes to pack");
   const auto rb = row_bytes(t.dtype, uint64_t(K));
   if (!rb) return make_error("packed weight ", key, ": bad row of ", t.str());
   Blob& b = by_key_[key];
@@ -94,6 +129,7 @@ Result<const uint8_t*> ConstantStore::packed(const ir::Value& v, const uint8_t* 
     by_key_.erase(key);
     return st.error().wrap("packed weight " + key);
   }
+  ++packs_;
   if (on_weight_packed_ && v.def->op == ir::Op::Weight)
     on_weight_packed_(std::span<const uint8_t>(bytes, size_t(*rb) * size_t(N)));
   return b.data.get();

@@ -23,6 +23,8 @@ namespace kiln::runtime {
 // The expression a constant value computes, as text: the same for the same computation in any
 // graph of the model.
 std::string constant_key(const ir::Value& v);
+// The key of `v`'s copy in the microkernels' packed layout.
+std::string packed_key(const ir::Value& v);
 
 class ConstantStore {
  public:
@@ -34,7 +36,7 @@ class ConstantStore {
 
   // Weight `v` ([N, K], its bytes at `bytes`) in the CPU microkernels' packed layout
   // (mk::pack_weights), which kernels ask for in cpu::KernelInfo::packed_operands. Made on first
-  // use and shared by every graph of the model.
+  // use and shared by every graph of the model. `bytes` may be null when has_packed(v).
   Result<const uint8_t*> packed(const ir::Value& v, const uint8_t* bytes);
 
   // Called with a weight's stored bytes once packed() has copied them, so that the backend can
@@ -43,11 +45,25 @@ class ConstantStore {
     on_weight_packed_ = std::move(fn);
   }
 
+  // Bytes made ahead of time (an artifact's `constants` section, docs/artifact.md) for the
+  // constant or packed weight with this key (constant_key, plus "@mk-packed" for a packed copy):
+  // get() and packed() return them as they are, with no evaluation, no repack and no copy. The
+  // bytes must outlive the store and be 64-byte aligned.
+  void add_mapped(std::string key, std::span<const uint8_t> bytes) {
+    mapped_[std::move(key)] = bytes;
+  }
+  bool has_packed(const ir::Value& v) const;
+
+  // The bytes held for `key` (evaluated, packed or mapped), for the artifact writer.
+  Result<std::span<const uint8_t>> bytes_of(const std::string& key) const;
+
   // Frees the bytes of the constant with this key (constant_key), for one that kernels read only
   // packed: the packed copy stays, and a later get() evaluates the constant again.
   void release(const std::string& key) { by_key_.erase(key); }
 
   int64_t evaluations() const { return evaluations_; }
+  int64_t packs() const { return packs_; }  // weights repacked (mk::pack_weights) so far
+  int64_t mapped_uses() const { return mapped_uses_; }  // get()/packed() answered by add_mapped
   size_t bytes() const;
   // Names of the weights the constants evaluated so far were made from.
   const std::set<std::string>& source_weights() const { return sources_; }
@@ -63,7 +79,8 @@ class ConstantStore {
   };
   std::map<std::string, Blob> by_key_;
   std::set<std::string> sources_;
-  int64_t evaluations_ = 0;
+  std::map<std::string, std::span<const uint8_t>> mapped_;
+  int64_t evaluations_ = 0, packs_ = 0, mapped_uses_ = 0;
   std::function<void(std::span<const uint8_t>)> on_weight_packed_;
 };
 

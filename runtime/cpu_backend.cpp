@@ -58,6 +58,9 @@ class CpuBackend : public Backend {
 
   Status init() {
     if (options_.release_merged_weights) constants_.on_weight_packed(release_pages);
+    // Constants an artifact stores are bound where they are mapped: no evaluation, no repack.
+    KILN_ASSIGN_OR_RETURN(auto mapped, source_->mapped_constants());
+    for (runtime::MappedConstant& c : mapped) constants_.add_mapped(std::move(c.key), c.bytes);
     KILN_ASSIGN_OR_RETURN(arena_, reserve(size_t(16) << 30));
     KILN_ASSIGN_OR_RETURN(scratch_, reserve(size_t(1) << 30));
     context_.weights = &weights_;
@@ -126,6 +129,9 @@ class CpuBackend : public Backend {
     BackendStats s = stats_;
     s.state_bytes = states_.bytes();
     s.constant_bytes = constants_.bytes();
+    s.constant_evaluations = constants_.evaluations();
+    s.weights_packed = constants_.packs();
+    s.constants_mapped = constants_.mapped_uses();
     return s;
   }
 

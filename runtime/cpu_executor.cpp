@@ -38,6 +38,18 @@ Status CpuExecutor::bind(const ExecutorContext& cx) {
   // and which of those kernels read as stored and which packed.
   std::unordered_map<const ir::Value*, const ir::Value*> root;
   std::set<const ir::Value*> raw_use, packed_use;
+  // Derived constants (and views of them) not evaluated yet: their offset from the constant.
+  std::unordered_map<const ir::Value*, uint64_t> lazy_offset;
+  auto resolve = [&](const ir::Value* v) -> Result<uint8_t*> {
+    uint8_t* p = addr.at(v);
+    auto l = lazy_offset.find(v);
+    if (p || l == lazy_offset.end()) return p;
+    KILN_ASSIGN_OR_RETURN(const uint8_t* c, cx.constants->get(*root.at(v)));
+    p = const_cast<uint8_t*>(c) + l->second;
+    addr[v] = p;
+    lazy_offset.erase(l);
+    return p;
+  };
 
   // The address of result r of node i, which the memory plan puts in the arena.
   auto arena_addr = [&](int i, int r, const ir::Node& n) -> Result<uint8_t*> {
@@ -80,7 +92,8 @@ Status CpuExecutor::bind(const ExecutorContext& cx) {
       }
       case ir::Op::Output: {
         const ir::Value* v = n.operand(0);
-        outputs_.push_back(Io{n.attrs.s("name"), &v->type, addr.at(v), false});
+        KILN_ASSIGN_OR_RETURN(uint8_t * p, resolve(v));
+        outputs_.push_back(Io{n.attrs.s("name"), &v->type, p, false});
         continue;
       }
       default:
@@ -91,17 +104,23 @@ Status CpuExecutor::bind(const ExecutorContext& cx) {
       // plus offset); views of weights or states alias them.
       auto a = passes::alias_of(n, 0);
       if (!a) return make_error("node ", i, " (", ir::print_node(n), "): a view without alias");
-      addr[n.result()] = addr.at(n.operand(0)) + a->offset;
+      if (auto l = lazy_offset.find(n.operand(0)); l != lazy_offset.end()) {
+        addr[n.result()] = nullptr;
+        lazy_offset[n.result()] = l->second + a->offset;
+      } else {
+        addr[n.result()] = addr.at(n.operand(0)) + a->offset;
+      }
       if (auto r = root.find(n.operand(0)); r != root.end()) root[n.result()] = r->second;
       continue;
     }
     if (n.op != ir::Op::Region) {
       if (constants.count(n.result())) {
+        // Resolved when a kernel reads it as stored (resolve): a constant read only packed
+        // whose packed copy is stored in an artifact is never evaluated.
         for (const ir::Value* r : n.results) {
-          auto c = cx.constants->get(*r);
-          if (!c.ok()) return c.error().wrap("node " + std::to_string(i));
-          addr[r] = const_cast<uint8_t*>(*c);
+          addr[r] = nullptr;
           root[r] = r;
+          lazy_offset[r] = 0;
         }
         continue;
       }
@@ -118,26 +137,38 @@ Status CpuExecutor::bind(const ExecutorContext& cx) {
     const size_t first = buffers_.size();
     for (size_t j = 0; j < n.operands.size(); ++j) {
       const ir::Value* o = n.operands[j];
-      buffers_.push_back(addr.at(o));
-      if (auto r = root.find(o); r != root.end()) {
-        const bool packed = std::find(k.packed_operands.begin(), k.packed_operands.end(), int(j)) !=
-                            k.packed_operands.end();
-        (packed ? packed_use : raw_use).insert(r->second);
+      const bool packed = std::find(k.packed_operands.begin(), k.packed_operands.end(), int(j)) !=
+                          k.packed_operands.end();
+      if (packed) {
+        buffers_.push_back(nullptr);  // the packed copy, below
+      } else {
+        auto p = resolve(o);
+        if (!p.ok()) return p.error().wrap("node " + std::to_string(i));
+        buffers_.push_back(*p);
       }
+      if (auto r = root.find(o); r != root.end()) (packed ? packed_use : raw_use).insert(r->second);
     }
-    // Weights the kernel reads in the microkernels' packed layout: one repacked copy per model.
+    // Weights the kernel reads in the microkernels' packed layout: one repacked copy per model
+    // (or the copy an artifact stores, which needs neither the stored bytes nor a repack).
     for (int p : k.packed_operands) {
       if (p < 0 || size_t(p) >= n.operands.size())
         return make_error("kernel ", k.name, ": packed operand ", p, " out of range");
       const ir::Value* o = n.operands[size_t(p)];
-      auto packed = cx.constants->packed(*o, addr.at(o));
+      uint8_t* stored = nullptr;
+      if (!cx.constants->has_packed(*o)) {
+        auto s = resolve(o);
+        if (!s.ok()) return s.error().wrap("node " + std::to_string(i));
+        stored = *s;
+      }
+      auto packed = cx.constants->packed(*o, stored);
       if (!packed.ok()) return packed.error().wrap("kernel " + k.name);
       buffers_[first + size_t(p)] = const_cast<uint8_t*>(*packed);
     }
     for (size_t r = 0; r < n.results.size(); ++r) {
       uint8_t* p;
       if (auto a = passes::alias_of(n, int(r))) {
-        p = addr.at(n.operand(a->operand)) + a->offset;
+        KILN_ASSIGN_OR_RETURN(uint8_t * base, resolve(n.operand(a->operand)));
+        p = base + a->offset;
       } else {
         KILN_ASSIGN_OR_RETURN(p, arena_addr(ni, int(r), n));
       }
@@ -189,6 +220,65 @@ Status CpuExecutor::bind(const ExecutorContext& cx) {
   }
   limit_ = kernels_.size();
   return Status::Ok();
+}
+
+Result<std::set<std::string>> make_bind_constants(const ir::Graph& g,
+                                                  const std::vector<cpu::KernelInfo>& kernels,
+                                                  const WeightSource& weights,
+                                                  ConstantStore& store) {
+  const auto constants = passes::constant_values(g);
+  // Weights and views of them: their bytes. Derived constants and views of them: the constant
+  // and the offset into it. Exactly what bind() reads from the ConstantStore, nothing more.
+  std::unordered_map<const ir::Value*, const uint8_t*> stored;
+  std::unordered_map<const ir::Value*, std::pair<const ir::Value*, uint64_t>> derived;
+  std::set<std::string> keys;
+  // `read_as_stored`: a kernel reads the bytes (not only a packed copy of them).
+  auto bytes_of = [&](const ir::Value* v, bool read_as_stored) -> Result<const uint8_t*> {
+    if (auto w = stored.find(v); w != stored.end()) return w->second;
+    const auto& [root, offset] = derived.at(v);
+    KILN_ASSIGN_OR_RETURN(const uint8_t* c, store.get(*root));
+    if (read_as_stored) keys.insert(constant_key(*root));
+    return c + offset;
+  };
+  size_t kernel = 0;
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const ir::Node& n = *g.nodes()[i];
+    if (n.op == ir::Op::Weight) {
+      KILN_ASSIGN_OR_RETURN(auto bytes, weights.get(n.attrs.s("name"), n.result()->type));
+      stored[n.result()] = bytes.data();
+    } else if (n.op == ir::Op::Input || n.op == ir::Op::State || n.op == ir::Op::Output) {
+      continue;
+    } else if (passes::is_free(n)) {
+      auto a = passes::alias_of(n, 0);
+      if (!a) return make_error("node ", i, " (", ir::print_node(n), "): a view without alias");
+      if (auto w = stored.find(n.operand(0)); w != stored.end())
+        stored[n.result()] = w->second + a->offset;
+      else if (auto d = derived.find(n.operand(0)); d != derived.end())
+        derived[n.result()] = {d->second.first, d->second.second + a->offset};
+    } else if (n.op != ir::Op::Region) {
+      if (constants.count(n.result()))
+        for (const ir::Value* r : n.results) derived[r] = {r, 0};
+    } else {
+      if (kernel >= kernels.size())
+        return make_error("the program has ", kernels.size(), " kernels; the graph has more");
+      const cpu::KernelInfo& k = kernels[kernel++];
+      for (size_t j = 0; j < n.operands.size(); ++j) {
+        const ir::Value* o = n.operands[j];
+        if (!stored.count(o) && !derived.count(o)) continue;
+        const bool packed = std::find(k.packed_operands.begin(), k.packed_operands.end(), int(j)) !=
+                            k.packed_operands.end();
+        if (packed) {
+          KILN_ASSIGN_OR_RETURN(const uint8_t* bytes, bytes_of(o, false));
+          auto p = store.packed(*o, bytes);
+          if (!p.ok()) return p.error().wrap("kernel " + k.name);
+          keys.insert(packed_key(*o));
+        } else if (derived.count(o)) {
+          KILN_RETURN_IF_ERROR(bytes_of(o, true).status());
+        }
+      }
+    }
+  }
+  return keys;
 }
 
 void CpuExecutor::schedule(void* self, int ith, int nth) {

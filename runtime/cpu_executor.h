@@ -2,7 +2,10 @@
 //
 // At load, every value of the graph gets its address: arena values (inputs, outputs and every
 // intermediate) at their memory-plan offsets in the backend's one arena; weights straight from
-// the mmapped GGUF file; derived constants from the ConstantStore; states (the KV cache) from
+// the mmapped GGUF file; derived constants and packed weights from the ConstantStore (made at
+// bind on the JIT path; mapped from an artifact's constants section, with no evaluation, repack
+// or copy, when it has one: a derived constant is resolved only if a kernel reads it as stored,
+// a weight's stored bytes only if no packed copy exists); states (the KV cache) from
 // StateBuffers; views and aliased results at their operand's address plus offset. Each kernel's
 // argument array and each thread's KilnKernelArgs are built then, so a run is only:
 //
@@ -13,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -102,5 +106,13 @@ class CpuExecutor : public GraphRunner {
   std::vector<std::string> raw_constants_, packed_only_constants_;
   uint64_t scratch_bytes_ = 0;
 };
+
+// The derived constants and packed weights that binding `g` (with these kernels) reads from a
+// ConstantStore, made in `store`: their keys (constant_key, packed_key). The artifact writer
+// stores exactly these, so that binding a loaded artifact evaluates and repacks nothing.
+Result<std::set<std::string>> make_bind_constants(const ir::Graph& g,
+                                                  const std::vector<cpu::KernelInfo>& kernels,
+                                                  const WeightSource& weights,
+                                                  ConstantStore& store);
 
 }  // namespace kiln::runtime

@@ -63,7 +63,7 @@ std::vector<uint8_t> small_artifact(uint32_t seed) {
   }
   uint64_t pos = head_bytes(h, sections.size());
   for (SectionEntry& e : sections) {
-    uint64_t a = e.kind == SectionKind::kWeights ? kWeightsAlignment : kSectionAlignment;
+    uint64_t a = section_alignment(e.kind);
     pos = (pos + a - 1) / a * a;
     e.offset = pos;
     pos += e.size;
@@ -168,6 +168,64 @@ TEST(Records, SpecAndKernelsRoundTripAndRejectJunk) {
                           "r0\tkiln_r0\t128\t64\t5\t0\t1\t-", "r0\tkiln_r0\t128\t64\t5\t1\t1\t5",
                           "\tkiln_r0\t128\t64\t5\t1\t1\t-"})
     EXPECT_FALSE(decode_kernels(bad).ok()) << bad;
+}
+
+// The constants index: random blobs round-trip at 64-byte aligned offsets; every truncation and
+// every damaged offset, size or key is an error, never a read outside the section.
+TEST(Records, ConstantsRoundTripAndRejectJunk) {
+  std::mt19937 rng(7);
+  std::vector<std::vector<uint8_t>> blobs;
+  std::vector<StoredConstant> in;
+  for (int i = 0; i < 5; ++i) {
+    blobs.emplace_back(size_t(1 + rng() % 300));
+    for (uint8_t& b : blobs.back()) b = uint8_t(rng());
+  }
+  for (int i = 0; i < 5; ++i)
+    in.push_back({"weight(w" + std::to_string(i) + ":q4_0[32, 32])@mk-packed", blobs[size_t(i)]});
+  auto section = encode_constants(in);
+  ASSERT_TRUE(section.ok()) << section.message();
+  // 64-byte aligned storage, as the page-aligned section is in a mapping.
+  std::vector<uint64_t> storage((section->size() + 7) / 8);
+  auto* base = reinterpret_cast<uint8_t*>(storage.data());
+  std::copy(section->begin(), section->end(), base);
+  const std::span<const uint8_t> bytes(base, section->size());
+  auto out = decode_constants(bytes);
+  ASSERT_TRUE(out.ok()) << out.message();
+  ASSERT_EQ(out->size(), in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    EXPECT_EQ((*out)[i].key, in[i].key);
+    EXPECT_TRUE(std::equal(in[i].bytes.begin(), in[i].bytes.end(), (*out)[i].bytes.begin(),
+                           (*out)[i].bytes.end()));
+    EXPECT_EQ(((*out)[i].bytes.data() - base) % 64, 0);
+  }
+  // Truncated anywhere inside the index or the blobs (the padding after the last blob may go).
+  const size_t end = size_t(out->back().bytes.data() + out->back().bytes.size() - base);
+  for (size_t n = 0; n < end; n += 7) {
+    auto r = decode_constants(bytes.first(n));
+    EXPECT_FALSE(r.ok()) << "truncated to " << n;
+  }
+  EXPECT_TRUE(decode_constants(bytes.first(end)).ok());
+  // Every digit of the first entry's offset and size bumped: misaligned, overlapping or outside.
+  const size_t first = std::string_view(reinterpret_cast<const char*>(base), 64).find('\n') + 1;
+  for (size_t d : {size_t(19), size_t(18), size_t(40), size_t(39), size_t(30)}) {
+    std::vector<uint8_t> bad(bytes.begin(), bytes.end());
+    bad[first + d] = bad[first + d] == '9' ? '0' : uint8_t(bad[first + d] + 1);
+    std::vector<uint64_t> st((bad.size() + 7) / 8);
+    std::copy(bad.begin(), bad.end(), reinterpret_cast<uint8_t*>(st.data()));
+    auto r = decode_constants(
+        std::span<const uint8_t>(reinterpret_cast<uint8_t*>(st.data()), bad.size()));
+    if (r.ok()) {
+      // A size made smaller stays inside the section: legal for the index, caught by the
+      // ConstantStore's size check at bind.
+      EXPECT_TRUE(d >= 21) << d;
+      EXPECT_NE((*r)[0].bytes.size(), in[0].bytes.size());
+    }
+  }
+  // A duplicate key and a key with a line break.
+  in.push_back(in[0]);
+  EXPECT_FALSE(decode_constants(*encode_constants(in)).ok());
+  in.back().key = "a\nb";
+  EXPECT_FALSE(encode_constants(in).ok());
 }
 
 }  // namespace

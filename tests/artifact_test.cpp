@@ -12,7 +12,9 @@
 #include "frontends/gguf/model_presets.h"
 #include "runtime/artifact_format.h"
 #include "runtime/artifact_loader.h"
+#include "runtime/artifact_records.h"
 #include "runtime/artifact_writer.h"
+#include "runtime/backend.h"
 #include "runtime/kiln.h"
 #include "tests/support/test_support.h"
 
@@ -163,6 +165,84 @@ TEST(Artifact, MissingGraphIsAClearError) {
   EXPECT_NE(g.message().find("compiled for ctx"), std::string::npos) << g.message();
 }
 
+// Binding a loaded artifact evaluates no derived constant, repacks no weight and copies none to
+// the heap: kernels read the constants section where it is mapped. The JIT path, on the same
+// GGUF, does all three (so the counters can fail).
+TEST(Artifact, BindsStoredConstantsWithoutRepacking) {
+  const std::string gguf = make_tiny("tiny-llama", DType::Q4_0, 11);
+  auto loaded = load_artifact(compile_tiny(gguf, "no-repack"));
+  ASSERT_TRUE(loaded.ok()) << loaded.message();
+  runtime::BackendOptions bo;
+  bo.threads = 1;
+  bo.ctx = kCtx;
+  lower::GraphSpec decode;
+  auto art = runtime::make_cpu_backend(*(*loaded)->weights, bo,
+                                       std::make_unique<ArtifactGraphSource>(*(*loaded)->artifact));
+  ASSERT_TRUE(art.ok()) << art.message();
+  ASSERT_TRUE((*art)->graph(decode).ok());
+  lower::GraphSpec prefill = decode;
+  prefill.tokens = 8;
+  ASSERT_TRUE((*art)->graph(prefill).ok());
+  const runtime::BackendStats as = (*art)->stats();
+  EXPECT_EQ(as.weights_packed, 0);
+  EXPECT_EQ(as.constant_evaluations, 0);
+  EXPECT_EQ(as.constant_bytes, 0u);
+  EXPECT_GT(as.constants_mapped, 0);
+
+  auto file = gguf::GgufFile::open(gguf);
+  ASSERT_TRUE(file.ok()) << file.message();
+  auto jit = runtime::make_cpu_backend(**file, bo);
+  ASSERT_TRUE(jit.ok()) << jit.message();
+  ASSERT_TRUE((*jit)->graph(decode).ok());
+  const runtime::BackendStats js = (*jit)->stats();
+  EXPECT_GT(js.weights_packed, 0);
+  EXPECT_GT(js.constant_evaluations, 0);
+  EXPECT_GT(js.constant_bytes, 0u);
+  EXPECT_EQ(js.constants_mapped, 0);
+}
+
+// The constants section is checksummed like every other: one flipped byte of a packed weight is
+// caught at open. With the checksum resealed, a damaged index is still a clear error.
+TEST(ArtifactBadInput, CorruptedConstantsSection) {
+  const std::string gguf = make_tiny("tiny-llama", DType::Q4_0, 11);
+  const auto good = test::read_bytes(compile_tiny(gguf, "constants-base"));
+  auto view = parse(good, "good");
+  ASSERT_TRUE(view.ok()) << view.message();
+  const SectionEntry* c = view->find(SectionKind::kConstants);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->offset % kWeightsAlignment, 0u);
+  auto stored = decode_constants(view->data(*c));
+  ASSERT_TRUE(stored.ok()) << stored.message();
+  ASSERT_FALSE(stored->empty());
+  size_t packed = 0;
+  for (const StoredConstant& s : *stored) packed += s.key.ends_with("@mk-packed");
+  EXPECT_GT(packed, 0u);
+
+  auto b = good;
+  const auto blob = stored->back().bytes;
+  b[size_t(blob.data() - good.data()) + blob.size() / 2] ^= 0x10;
+  const std::string path = test::temp_dir() + "/bad-constants.kiln";
+  write_bytes(path, b);
+  auto m = Model::load(path);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.message().find("section constants: checksum mismatch"), std::string::npos)
+      << m.message();
+
+  // Damage the index, then fix the section's CRC in the table and reseal the head.
+  b = good;
+  b[c->offset] = 'X';
+  const size_t index = size_t(c - view->sections.data());
+  uint64_t table = 0;
+  std::memcpy(&table, &b[32], 8);
+  const uint32_t crc = crc32c(std::span<const uint8_t>(b).subspan(c->offset, c->size));
+  std::memcpy(&b[table + index * kSectionEntryBytes + 24], &crc, 4);
+  ASSERT_TRUE(reseal_header(b).ok());
+  write_bytes(path, b);
+  m = Model::load(path);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.message().find("constants: bad index header"), std::string::npos) << m.message();
+}
+
 // ---- bad input -------------------------------------------------------------------------------
 
 struct BadCase {
@@ -258,7 +338,15 @@ TEST(ArtifactBadInput, ReferencedGgufMissingOrChanged) {
   const std::string gguf = test::temp_dir() + "/referenced.gguf";
   fs::copy_file(src, gguf, fs::copy_options::overwrite_existing);
   const std::string kiln = compile_tiny(gguf, "reference", /*embed=*/false);
-  EXPECT_LT(fs::file_size(kiln), fs::file_size(gguf));  // no weights inside
+  {
+    // No copy of the GGUF inside: only the stored constants (packed weights, merged ones).
+    auto a = Artifact::open(kiln);
+    ASSERT_TRUE(a.ok()) << a.message();
+    const SectionEntry* c = (*a)->view().find(SectionKind::kConstants);
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ((*a)->view().find(SectionKind::kWeights), nullptr);
+    EXPECT_LT(fs::file_size(kiln) - c->size, fs::file_size(gguf));
+  }
   {
     auto m = Model::load(kiln);
     ASSERT_TRUE(m.ok()) << m.message();

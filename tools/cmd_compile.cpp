@@ -58,9 +58,11 @@ int compile(const CompileArgs& a) {
     for (const std::string& f : r->required_features) feats += (feats.empty() ? "" : ",") + f;
     std::fprintf(stderr,
                  "kiln compile: wrote %s (%llu bytes, target %s, weights %s) in %.2f s "
-                 "(sha256 %.2f s, write %.2f s); needs CPU features: %s\n",
+                 "(sha256 %.2f s, constants %.2f s for %llu bytes, write %.2f s); needs CPU "
+                 "features: %s\n",
                  a.out.c_str(), (unsigned long long)r->file_bytes, r->target.c_str(),
-                 a.weights.c_str(), r->seconds, r->hash_seconds, r->write_seconds,
+                 a.weights.c_str(), r->seconds, r->hash_seconds, r->constants_seconds,
+                 (unsigned long long)r->constant_bytes, r->write_seconds,
                  feats.empty() ? "(none)" : feats.c_str());
   }
   return 0;

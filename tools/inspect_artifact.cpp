@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/artifact_loader.h"
+#include "runtime/artifact_records.h"
 #include "tools/command.h"
 
 namespace kiln::tools {
@@ -60,6 +61,25 @@ int inspect_artifact(const std::string& path, bool json) {
                 std::string(artifact::section_kind_name(s.kind)).c_str(),
                 s.name.empty() ? "-" : s.name.c_str(), (unsigned long long)s.offset,
                 (unsigned long long)s.size, s.crc32c);
+  if (const artifact::SectionEntry* c = v.find(artifact::SectionKind::kConstants)) {
+    // What binding reads in place of evaluating or repacking (docs/artifact.md).
+    auto stored = artifact::decode_constants(v.data(*c));
+    if (!stored.ok()) {
+      std::printf("\nconstants     %s\n", stored.message().c_str());
+    } else {
+      size_t packed = 0;
+      uint64_t packed_bytes = 0, derived_bytes = 0;
+      for (const artifact::StoredConstant& k : *stored) {
+        const bool p = k.key.ends_with("@mk-packed");
+        packed += p;
+        (p ? packed_bytes : derived_bytes) += k.bytes.size();
+      }
+      std::printf(
+          "\nconstants     %zu packed weights (%llu bytes), %zu derived constants (%llu bytes)\n",
+          packed, (unsigned long long)packed_bytes, stored->size() - packed,
+          (unsigned long long)derived_bytes);
+    }
+  }
   if (ir) {
     std::printf("\nIR of %s (--json has every graph)\n", ir->name.c_str());
     std::fwrite(v.text(*ir).data(), 1, v.text(*ir).size(), stdout);
