@@ -38,12 +38,14 @@ void wait_while_equal(std::atomic<uint32_t>& word, uint32_t old, std::atomic<int
 // Wakes every thread sleeping in wait_while_equal on `word` (cheap when none sleeps).
 void wake_all(std::atomic<uint32_t>& word, const std::atomic<int>& sleepers);
 
-// Iterations of the spin before sleeping; each is one `pause` (40-140 cycles: 256 are ~5-15 us,
-// about one decode kernel). Longer spins lose badly when threads outnumber free cores: the
-// waiter burns the slice the thread it waits for needs. Measured on 2 busy cores, SmolLM2
-// decode on 2 threads: 16384 spins 10 tok/s, 4096 22, 1024 31, 256 39, 64 38, 0 16
+// Iterations of the spin before sleeping; each is one `pause` (40-140 cycles: 4096 are
+// ~0.1-0.3 ms, longer than the gap between two decode kernels, so a decode step rarely sleeps).
+// SmolLM2 decode on 2 threads, `KILN_SPIN=N kiln bench -p 16 -n 64 -t 2 -r 3`, idle 2-core
+// machine: 0 spins 124 tok/s, 256 125, 1024 360, 2048 406, 4096 406, 8192 404, 16384 384. When
+// threads outnumber free cores, long spins lose (the waiter burns the slice the thread it waits
+// for needs): on the same machine under a load of ~12, 4096 gave 22 tok/s and 256 gave 39
 // (docs/benchmarks.md). $KILN_SPIN overrides it (0: sleep at once).
-inline constexpr int kSpinIterations = 256;
+inline constexpr int kSpinIterations = 4096;
 int spin_iterations();
 
 // Hardware threads this process may run on (sched_getaffinity), at least 1.
