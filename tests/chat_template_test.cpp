@@ -10,6 +10,7 @@
 
 #include "frontends/gguf/chat_template.h"
 #include "frontends/gguf/gguf_file.h"
+#include "frontends/gguf/jinja_from_json.h"
 #include "tests/support/test_support.h"
 
 namespace kiln::gguf {
@@ -17,37 +18,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 using jinja::Value;
-
-Value to_value(const Json& j) {
-  switch (j.type()) {
-    case Json::value_t::null:
-      return Value::none();
-    case Json::value_t::boolean:
-      return Value::boolean(j.get<bool>());
-    case Json::value_t::number_integer:
-      return Value::integer(j.get<int64_t>());
-    case Json::value_t::number_unsigned: {
-      uint64_t u = j.get<uint64_t>();
-      return u > uint64_t(INT64_MAX) ? Value::number(double(u)) : Value::integer(int64_t(u));
-    }
-    case Json::value_t::number_float:
-      return Value::number(j.get<double>());
-    case Json::value_t::string:
-      return Value::string(j.get<std::string>());
-    case Json::value_t::array: {
-      std::vector<Value> items;
-      for (const Json& x : j) items.push_back(to_value(x));
-      return Value::list(std::move(items));
-    }
-    case Json::value_t::object: {
-      std::vector<std::pair<std::string, Value>> entries;
-      for (auto it = j.begin(); it != j.end(); ++it) entries.emplace_back(it.key(), to_value(*it));
-      return Value::object(std::move(entries));
-    }
-    default:
-      return Value();
-  }
-}
 
 std::string templates_dir() {
   return test::data_dir() + "/templates";
@@ -85,11 +55,11 @@ std::map<std::string, Conversation> load_conversations() {
     if (e.path().extension() != ".json") continue;
     Json j = read_json(e.path().string());
     Conversation c;
-    c.messages = to_value(j["messages"]);
-    if (j.contains("tools")) c.tools = to_value(j["tools"]);
+    c.messages = jinja::from_json(j["messages"]);
+    if (j.contains("tools")) c.tools = jinja::from_json(j["tools"]);
     if (j.contains("kwargs"))
       for (auto it = j["kwargs"].begin(); it != j["kwargs"].end(); ++it)
-        c.kwargs.emplace_back(it.key(), to_value(*it));
+        c.kwargs.emplace_back(it.key(), jinja::from_json(*it));
     out[e.path().stem().string()] = std::move(c);
   }
   return out;

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "frontends/gguf/jinja_from_json.h"
 #include "frontends/gguf/jinja_template.h"
 #include "tests/support/test_support.h"
 
@@ -13,37 +14,6 @@ namespace kiln::jinja {
 namespace {
 
 using Json = nlohmann::ordered_json;
-
-Value to_value(const Json& j) {
-  switch (j.type()) {
-    case Json::value_t::null:
-      return Value::none();
-    case Json::value_t::boolean:
-      return Value::boolean(j.get<bool>());
-    case Json::value_t::number_integer:
-      return Value::integer(j.get<int64_t>());
-    case Json::value_t::number_unsigned: {
-      uint64_t u = j.get<uint64_t>();
-      return u > uint64_t(INT64_MAX) ? Value::number(double(u)) : Value::integer(int64_t(u));
-    }
-    case Json::value_t::number_float:
-      return Value::number(j.get<double>());
-    case Json::value_t::string:
-      return Value::string(j.get<std::string>());
-    case Json::value_t::array: {
-      std::vector<Value> items;
-      for (const Json& x : j) items.push_back(to_value(x));
-      return Value::list(std::move(items));
-    }
-    case Json::value_t::object: {
-      std::vector<std::pair<std::string, Value>> entries;
-      for (auto it = j.begin(); it != j.end(); ++it) entries.emplace_back(it.key(), to_value(*it));
-      return Value::object(std::move(entries));
-    }
-    default:
-      return Value();
-  }
-}
 
 // The time the goldens were made with (FIXED_NOW in the script).
 RenderOptions pinned_time() {
@@ -89,7 +59,7 @@ TEST(Jinja, SnippetsMatchPythonJinja2) {
   int passed = 0, failed = 0;
   for (const Json& c : cases) {
     std::string src = c["template"].get<std::string>();
-    auto r = render(src, to_value(c["context"]), opt);
+    auto r = render(src, from_json(c["context"]), opt);
     bool ok;
     std::string why;
     if (c.contains("output")) {

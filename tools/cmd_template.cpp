@@ -10,6 +10,7 @@
 
 #include "frontends/gguf/chat_template.h"
 #include "frontends/gguf/gguf_file.h"
+#include "frontends/gguf/jinja_from_json.h"
 #include "tools/command.h"
 
 namespace kiln::tools {
@@ -17,38 +18,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;  // keeps key order, which tojson output depends on
 using jinja::Value;
-
-Value to_value(const Json& j) {
-  switch (j.type()) {
-    case Json::value_t::null:
-      return Value::none();
-    case Json::value_t::boolean:
-      return Value::boolean(j.get<bool>());
-    case Json::value_t::number_integer:
-      return Value::integer(j.get<int64_t>());
-    case Json::value_t::number_unsigned: {
-      uint64_t u = j.get<uint64_t>();
-      return u > uint64_t(INT64_MAX) ? Value::number(double(u)) : Value::integer(int64_t(u));
-    }
-    case Json::value_t::number_float:
-      return Value::number(j.get<double>());
-    case Json::value_t::string:
-      return Value::string(j.get<std::string>());
-    case Json::value_t::array: {
-      std::vector<Value> items;
-      items.reserve(j.size());
-      for (const Json& x : j) items.push_back(to_value(x));
-      return Value::list(std::move(items));
-    }
-    case Json::value_t::object: {
-      std::vector<std::pair<std::string, Value>> entries;
-      for (auto it = j.begin(); it != j.end(); ++it) entries.emplace_back(it.key(), to_value(*it));
-      return Value::object(std::move(entries));
-    }
-    default:
-      return Value();
-  }
-}
 
 Result<Json> read_json(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -100,7 +69,7 @@ int run_template(const std::string& model, const std::string& messages_path, boo
     if (conv->contains("tools")) tools = (*conv)["tools"];
     if (conv->contains("kwargs") && (*conv)["kwargs"].is_object())
       for (auto it = (*conv)["kwargs"].begin(); it != (*conv)["kwargs"].end(); ++it)
-        kwargs.emplace_back(it.key(), to_value(*it));
+        kwargs.emplace_back(it.key(), jinja::from_json(*it));
   }
   if (!messages.is_array()) return fail("template", messages_path + ": messages must be an array");
   if (!tools_path.empty()) {
@@ -111,8 +80,8 @@ int run_template(const std::string& model, const std::string& messages_path, boo
   if (!tools.is_null() && !tools.is_array())
     return fail("template", "tools must be a JSON array of tool schemas");
 
-  auto prompt =
-      ct->apply(to_value(messages), agp, tools.is_null() ? Value() : to_value(tools), kwargs);
+  auto prompt = ct->apply(jinja::from_json(messages), agp,
+                          tools.is_null() ? Value() : jinja::from_json(tools), kwargs);
   if (!prompt.ok()) return fail("template", prompt.message());
   std::fwrite(prompt->data(), 1, prompt->size(), stdout);
   return 0;
