@@ -80,7 +80,10 @@ def llama_python():
 
 
 def run_llama(py, model, threads, p, n):
-    env = dict(os.environ, OMP_WAIT_POLICY="passive")
+    # ggml's OpenMP threads: passive (sleep at once) is right on a busy machine; on an idle one
+    # `OMP_WAIT_POLICY=active` lets llama.cpp spin between ops as kiln's barrier does.
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "passive")
     out = subprocess.run([py, "-c", LLAMA_HELPER, model, str(threads), str(p), str(n)],
                          capture_output=True, text=True, env=env)
     if out.returncode != 0:
