@@ -7,8 +7,10 @@
 // to the last bit or nearly (the order of a double sum may differ).
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "ir/half.h"
+#include "runtime/interp_ggml_math.h"
 #include "runtime/interp_kernels.h"
 
 namespace kiln::runtime::interp {
@@ -73,6 +75,55 @@ Status run_AttnMask(KernelArgs& a) {
   return Status::Ok();
 }
 
+// One query row as llama.cpp's CPU attention (without flash attention) computes it with an f16
+// cache. Its two products are f16 mul_mats: with two or more tokens in the batch ggml runs
+// llamafile's tinyBLAS (ggml_dot16), with one token ggml_vec_dot_f16 — different summation
+// orders, both reproduced. Scores: the f16-rounded query against the keys, times the scale;
+// softmax with ggml's vectorized expf and its sum taken per 16 cache cells in f64;
+// probabilities rounded to f16; values summed over the cache cells. ggml sees the whole padded
+// cache, so a cell's lane is its absolute index; cells outside [first, first + m) are masked
+// and add exact zeros. k and v point at this head's row of cache row `row0`; consecutive cache
+// rows are `heads` head rows apart.
+struct GgmlAttnRow {
+  const float* q;
+  const float* k;
+  const float* v;
+  int64_t heads, D, Dv, first, row0, m;
+  float scale;
+  bool gemv;  // one token in the batch
+};
+
+static void ggml_attention_row(const GgmlAttnRow& r, float* sc, float* pr, float* y) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < r.m; ++j) {
+    const float* kj = r.k + (r.row0 + j) * r.heads * r.D;
+    sc[j] = (r.gemv ? ggml_vec_dot_f16(kj, r.q, r.D) : ggml_dot16(kj, r.q, r.D)) * r.scale;
+    mx = std::max(mx, sc[j]);
+  }
+  double sum = 0;
+  float lanes[16];
+  for (int64_t j = 0; j < r.m;) {  // per aligned group of 16 absolute cells
+    const int64_t group_end = std::min<int64_t>(r.m, j + (16 - (r.first + j) % 16));
+    std::fill(lanes, lanes + 16, 0.0f);
+    for (; j < group_end; ++j) lanes[(r.first + j) % 16] = pr[j] = ggml_expf(sc[j] - mx);
+    sum += double(ggml_reduce16(lanes));
+  }
+  const float inv = float(1.0 / sum);
+  for (int64_t j = 0; j < r.m; ++j) pr[j] = f16_to_f32(f32_to_f16(pr[j] * inv));
+  // The value sum as a dot product over the padded cache: lane (cell % 64) / 16, cell % 16 of
+  // vec_dot_f16's accumulators, or lane cell % 16 of tinyBLAS's one.
+  const int64_t first64 = r.first & ~int64_t(63), n = r.first + r.m - first64;
+  const int64_t padded = (n + 63) & ~int64_t(63);
+  std::vector<float> vrow(size_t(padded), 0.0f), prow(size_t(padded), 0.0f);
+  for (int64_t j = 0; j < r.m; ++j) prow[size_t(r.first - first64 + j)] = pr[j];
+  for (int64_t d = 0; d < r.Dv; ++d) {
+    for (int64_t j = 0; j < r.m; ++j)
+      vrow[size_t(r.first - first64 + j)] = r.v[(r.row0 + j) * r.heads * r.Dv + d];
+    y[d] = r.gemv ? ggml_vec_dot_f16(vrow.data(), prow.data(), padded)
+                  : ggml_dot16(vrow.data(), prow.data(), padded);
+  }
+}
+
 // q [B, T, Hq, D], caches [S, C, Hkv, D|Dv] -> [B, T, Hq, Dv]; query head h reads kv head
 // h / (Hq / Hkv). Only the visible cache rows are dequantized, once per batch row.
 Status run_Attention(KernelArgs& a) {
@@ -86,6 +137,8 @@ Status run_Attention(KernelArgs& a) {
   const double scale = a.node.attrs.f("scale"), softcap = a.node.attrs.f("softcap");
   const int64_t window = a.node.attrs.i("window");
   const bool f16 = a.node.attrs.dtype("act") == DType::F16;
+  // act=f16 reproduces llama.cpp's CPU attention bit for bit where its shapes allow.
+  const bool exact = f16 && softcap == 0 && qt.dim(3) % 16 == 0;
   const int64_t B = qt.dim(0), T = qt.dim(1), Hq = qt.dim(2), D = qt.dim(3);
   const int64_t S = kc.dim(0), C = kc.dim(1), Hkv = kc.dim(2), Dv = vc.dim(3);
   const int64_t group = Hq / Hkv;
@@ -126,6 +179,12 @@ Status run_Attention(KernelArgs& a) {
         }
         const int64_t kvh = h / group;
         float* yr = y + ((b * T + t) * Hq + h) * Dv;
+        if (exact) {
+          const GgmlAttnRow row{qr, kf + kvh * D, vf + kvh * Dv, Hkv, D, Dv, v.lo, v.lo - lo,
+                                m,  float(scale), B * T < 2};
+          ggml_attention_row(row, sc, pr, yr);
+          continue;
+        }
         for (int64_t j = 0; j < m; ++j)
           sc[j] = float(dot(qr, kf + ((v.lo - lo + j) * Hkv + kvh) * D, D));
         softmax_row(sc, nullptr, 0, m, scale, softcap, pr);

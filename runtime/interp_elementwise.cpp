@@ -5,6 +5,7 @@
 #include <numbers>
 
 #include "ir/half.h"
+#include "runtime/interp_ggml_math.h"
 #include "runtime/interp_kernels.h"
 
 namespace kiln::runtime::interp {
@@ -56,8 +57,9 @@ Status run_Scale(KernelArgs& a) {
   return Status::Ok();
 }
 
+// ggml's vectorized SiLU (interp_ggml_math.h), as llama.cpp computes it.
 Status run_Silu(KernelArgs& a) {
-  return unary(a, [](double x) { return x / (1.0 + std::exp(-x)); });
+  return unary(a, [](double x) { return double(ggml_silu(float(x))); });
 }
 
 // ggml-cpu's GELU: the tanh formula in f32 on the input rounded to f16, the result rounded to
@@ -67,8 +69,9 @@ static float gelu_tanh_f16(float x) {
   if (x >= 10.0f) return x;
   const float h = f16_to_f32(f32_to_f16(x));
   const float c = 0.79788456080286535587989211986876f;
-  volatile float inner = c * h * (1.0f + 0.044715f * h * h);  // no fused multiply-add
-  const float y = 0.5f * h * (1.0f + std::tanh(float(inner)));
+  // GCC contracts ggml's `1.0f + GELU_COEF_A*x*x` into one fused multiply-add.
+  const float inner = c * h * std::fma(0.044715f * h, h, 1.0f);
+  const float y = 0.5f * h * (1.0f + std::tanh(inner));
   return f16_to_f32(f32_to_f16(y));
 }
 

@@ -1,20 +1,22 @@
-// mul_mat and get_rows: the ops that read weights. A weight row is dequantized once per use into
-// a scratch row by the reference dequantizer, then used in f32 (dot products in double).
+// mul_mat and get_rows: the ops that read weights. Legacy block quants with 8-bit activations
+// follow ggml-cpu's x86 integer block products and summation order exactly (mul_mat_ggml_legacy);
+// every other case dequantizes a weight row once per use into a scratch row by the reference
+// dequantizer and sums in double.
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "frontends/gguf/quant_blocks.h"
 #include "ir/half.h"
+#include "runtime/interp_ggml_math.h"
 #include "runtime/interp_kernels.h"
 
 namespace kiln::runtime::interp {
 
-// mul_mat's `act` rounding (docs/ir.md): each row of x becomes the values its 8-bit block form
-// represents. Q8_0/Q8_1 follow ggml-cpu's x86 quantizer (scale amax/127 stored as f16, quants
-// rounded to nearest even), Q8_K its reference quantizer. Multiplying these values by the
-// dequantized weights in double is the block dot product ggml computes in integers, up to the
-// f16 rounding of Q8_1's precomputed block sum.
+// mul_mat's `act` rounding (docs/ir.md) for the products not reproduced in ggml's order: each row
+// of x becomes the values its 8-bit block form represents. Q8_0/Q8_1 follow ggml-cpu's x86
+// quantizer (scale amax/127 stored as f16, quants rounded to nearest even), Q8_K its reference
+// quantizer; the products with the dequantized weights are then summed in double.
 static void round_activations(DType act, const float* x, float* out, int64_t K) {
   if (act == DType::F16 || act == DType::BF16) {
     for (int64_t i = 0; i < K; ++i)
@@ -40,44 +42,141 @@ static void round_activations(DType act, const float* x, float* out, int64_t K) 
   }
 }
 
-// Weights with a per-block minimum (Q4_1, Q5_1) against Q8_1 activations: ggml adds each
-// block's min times the activation block's precomputed sum, which Q8_1 stores as
-// f16(d * sum(q)) with the unrounded scale d, so that term is computed the same way here.
-static Status mul_mat_q8_1(const Tensor& x, const Tensor& w, const float* xd, const float* xr,
-                           float* y) {
-  const int64_t K = x.dim(-1), N = w.dim(-2), rows = x.numel() / K, nb = K / quant::kQK;
-  const size_t w_row = last_row_bytes(*w.type);
-  const size_t blk = w_row / size_t(nb);
-  std::vector<float> s(size_t(rows * nb));
-  std::vector<float> wf(static_cast<size_t>(K));
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t b = 0; b < nb; ++b) {
-      const float* xb = xd + i * K + b * quant::kQK;
-      float amax = 0.0f;
-      for (int j = 0; j < quant::kQK; ++j) amax = std::fmax(amax, std::fabs(xb[j]));
-      const float id = amax != 0.0f ? 127.f / amax : 0.0f;
-      int sum = 0;
-      for (int j = 0; j < quant::kQK; ++j) sum += int(std::nearbyint(xb[j] * id));
-      s[size_t(i * nb + b)] = f16_to_f32(f32_to_f16(amax / 127.f * float(sum)));
+// Legacy-quant weights (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against 8-bit activations in ggml-cpu's
+// x86 order (ggml_vec_dot_*_q8_{0,1} and llamafile's tinyBLAS_Q0_AVX agree on it): the 32
+// products of a block are summed in integers four at a time into eight lanes (lane l holds
+// elements 4l..4l+3), each lane accumulates (d_w * d_x) * isum with a fused multiply-add across
+// blocks, the lanes are reduced pairwise (ggml_hsum8), and for weights with a minimum the terms
+// m_w * s_x are summed separately in f32 and added last. Reproducing this order makes the
+// interpreter's products bit-identical to llama.cpp's, so the 8-bit roundings of later layers
+// see the same inputs (docs/parity.md).
+struct ActQ8 {
+  std::vector<int8_t> q;  // rows * K quants
+  std::vector<float> d;   // rows * nb scales, as f32 values of their f16 form
+  std::vector<float> s;   // rows * nb: f16(d * sum(q)) for Q8_1
+};
+
+// ggml-cpu's x86 quantize_row_q8_{0,1}: scale amax/127 stored as f16, quants x * (127/amax)
+// rounded to nearest even, the Q8_1 sum from the unrounded scale.
+static ActQ8 quantize_act(const float* x, int64_t rows, int64_t K) {
+  const int64_t nb = K / quant::kQK;
+  ActQ8 a;
+  a.q.resize(size_t(rows * K));
+  a.d.resize(size_t(rows * nb));
+  a.s.resize(size_t(rows * nb));
+  for (int64_t b = 0; b < rows * nb; ++b) {
+    const float* xb = x + quant::kQK * b;
+    float amax = 0.0f;
+    for (int j = 0; j < quant::kQK; ++j) amax = std::fmax(amax, std::fabs(xb[j]));
+    const float d = amax / 127.f;
+    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < quant::kQK; ++j) {
+      const int q = int(std::nearbyint(xb[j] * id));
+      a.q[size_t(quant::kQK * b + j)] = int8_t(q);
+      sum += q;
     }
-  for (int64_t n = 0; n < N; ++n) {
-    const uint8_t* row = w.data + size_t(n) * w_row;
-    KILN_RETURN_IF_ERROR(to_f32(w.dtype(), row, wf.data(), size_t(K)));
-    for (int64_t i = 0; i < rows; ++i) {
-      double acc = 0;
-      for (int64_t b = 0; b < nb; ++b) {
-        uint16_t mh;
-        std::memcpy(&mh, row + size_t(b) * blk + 2, 2);  // m follows d in both block layouts
-        const double m = f16_to_f32(mh);
-        double part = 0;
-        for (int j = 0; j < quant::kQK; ++j)
-          part += (double(wf[size_t(b * quant::kQK + j)]) - m) * double(xr[i * K + b * quant::kQK + j]);
-        acc += part + m * double(s[size_t(i * nb + b)]);
-      }
-      y[i * N + n] = float(acc);
+    a.d[size_t(b)] = f16_to_f32(f32_to_f16(d));
+    a.s[size_t(b)] = f16_to_f32(f32_to_f16(d * float(sum)));
+  }
+  return a;
+}
+
+// Integer quants of one weight block (element order as in the block formats).
+static int nibble(const uint8_t* qs, int j) {
+  return j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4;
+}
+static int quant_of(const quant::BlockQ4_0& b, int j) {
+  return nibble(b.qs, j) - 8;
+}
+static int quant_of(const quant::BlockQ4_1& b, int j) {
+  return nibble(b.qs, j);
+}
+static int quant_of(const quant::BlockQ8_0& b, int j) {
+  return b.qs[j];
+}
+static int high_bit(const uint8_t* qh, int j) {
+  return (qh[j / 8] >> (j % 8)) & 1;
+}
+static int quant_of(const quant::BlockQ5_0& b, int j) {
+  return (nibble(b.qs, j) | high_bit(b.qh, j) << 4) - 16;
+}
+static int quant_of(const quant::BlockQ5_1& b, int j) {
+  return nibble(b.qs, j) | high_bit(b.qh, j) << 4;
+}
+template <class B>
+constexpr bool kHasMin = requires(B b) {
+  b.m;
+};
+
+template <class Block>
+static float dot_legacy(const Block* w, const int8_t* xq, const float* xd, const float* xs,
+                        int64_t nb) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float summs = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const float d = f16_to_f32(w[b].d) * xd[b];
+    if constexpr (kHasMin<Block>) summs = std::fma(f16_to_f32(w[b].m), xs[b], summs);
+    for (int l = 0; l < 8; ++l) {
+      int isum = 0;
+      for (int j = 4 * l; j < 4 * l + 4; ++j)
+        isum += quant_of(w[b], j) * int(xq[b * quant::kQK + j]);
+      acc[l] = std::fma(d, float(isum), acc[l]);
     }
   }
-  return Status::Ok();
+  return ggml_hsum8(acc) + summs;
+}
+
+template <class Block>
+static void mul_mat_legacy(const uint8_t* w, size_t w_row, int64_t N, const ActQ8& a, int64_t rows,
+                           int64_t K, float* y) {
+  const int64_t nb = K / quant::kQK;
+  for (int64_t n = 0; n < N; ++n) {
+    const auto* wb = reinterpret_cast<const Block*>(w + size_t(n) * w_row);
+    for (int64_t i = 0; i < rows; ++i)
+      y[i * N + n] =
+          dot_legacy(wb, a.q.data() + i * K, a.d.data() + i * nb, a.s.data() + i * nb, nb);
+  }
+}
+
+// True (and y written) when w and act form one of ggml's legacy block products.
+static bool mul_mat_ggml_legacy(DType act, const Tensor& w, const float* x, int64_t rows, int64_t K,
+                                float* y) {
+  const DType t = w.dtype();
+  const bool pair =
+      (act == DType::Q8_1 && (t == DType::Q4_1 || t == DType::Q5_1)) ||
+      (act == DType::Q8_0 && (t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q8_0));
+  if (!pair || w.rank() != 2 || K % quant::kQK != 0) return false;
+  const ActQ8 a = quantize_act(x, rows, K);
+  const size_t row = last_row_bytes(*w.type);
+  const int64_t N = w.dim(-2);
+  switch (t) {
+    case DType::Q4_0:
+      mul_mat_legacy<quant::BlockQ4_0>(w.data, row, N, a, rows, K, y);
+      break;
+    case DType::Q4_1:
+      mul_mat_legacy<quant::BlockQ4_1>(w.data, row, N, a, rows, K, y);
+      break;
+    case DType::Q5_0:
+      mul_mat_legacy<quant::BlockQ5_0>(w.data, row, N, a, rows, K, y);
+      break;
+    case DType::Q5_1:
+      mul_mat_legacy<quant::BlockQ5_1>(w.data, row, N, a, rows, K, y);
+      break;
+    default:
+      mul_mat_legacy<quant::BlockQ8_0>(w.data, row, N, a, rows, K, y);
+      break;
+  }
+  return true;
+}
+
+// An f16 x f16 product (act=f16, as attention's products over the KV cache are) in ggml-cpu's
+// order: with one activation row ggml_vec_dot_f16, with more llamafile's tinyBLAS (ggml_dot16). xr
+// holds x already rounded to f16.
+static void mul_mat_f16_rows(const float* xr, const float* wf, int64_t M, int64_t K, int64_t N,
+                             int64_t n, float* y) {
+  for (int64_t m = 0; m < M; ++m)
+    y[m * N + n] = M < 2 ? ggml_vec_dot_f16(wf, xr + m * K, K) : ggml_dot16(wf, xr + m * K, K);
 }
 
 // y[..., m, n] = sum_k x[..., m, k] * w[..., n, k]. A 2-D w is shared by every batch; a batched w
@@ -92,19 +191,24 @@ Status run_MulMat(KernelArgs& a) {
   if (act != DType::F32) {
     float* xr = a.scratch.get(2, size_t(x.numel()));
     for (int64_t i = 0; i < x.numel() / K; ++i) round_activations(act, xd + i * K, xr + i * K, K);
-    if (act == DType::Q8_1 && w.rank() == 2 && (w.dtype() == DType::Q4_1 || w.dtype() == DType::Q5_1))
-      return mul_mat_q8_1(x, w, xd, xr, y);
+    if (mul_mat_ggml_legacy(act, w, xd, x.numel() / K, K, y)) return Status::Ok();
     xd = xr;
   }
   const size_t w_row = last_row_bytes(*w.type);
   float* wf = a.scratch.get(1, size_t(K));
+  // act=f16 is ggml's f16 product; w may be the f32 copy of an f16 cache (decompose-attention).
+  const bool ggml_f16 =
+      act == DType::F16 && (w.dtype() == DType::F16 || w.dtype() == DType::F32) && K % 16 == 0;
 
   if (w.rank() == 2) {
     // Every row of x (all batches) against each dequantized weight row.
     const int64_t rows = x.numel() / K;
     for (int64_t n = 0; n < N; ++n) {
       KILN_RETURN_IF_ERROR(to_f32(w.dtype(), w.data + size_t(n) * w_row, wf, size_t(K)));
-      for (int64_t i = 0; i < rows; ++i) y[i * N + n] = float(dot(xd + i * K, wf, K));
+      if (ggml_f16)
+        mul_mat_f16_rows(xd, wf, rows, K, N, n, y);
+      else
+        for (int64_t i = 0; i < rows; ++i) y[i * N + n] = float(dot(xd + i * K, wf, K));
     }
     return Status::Ok();
   }
@@ -125,7 +229,10 @@ Status run_MulMat(KernelArgs& a) {
     float* ym = y + bi * M * N;
     for (int64_t n = 0; n < N; ++n) {
       KILN_RETURN_IF_ERROR(to_f32(w.dtype(), wm + size_t(n) * w_row, wf, size_t(K)));
-      for (int64_t m = 0; m < M; ++m) ym[m * N + n] = float(dot(xm + m * K, wf, K));
+      if (ggml_f16)
+        mul_mat_f16_rows(xm, wf, M, K, N, n, ym);
+      else
+        for (int64_t m = 0; m < M; ++m) ym[m * N + n] = float(dot(xm + m * K, wf, K));
     }
     for (int d = nb; d-- > 0;) {  // next batch index, row-major
       if (++idx[size_t(d)] < x_batch[size_t(d)]) break;

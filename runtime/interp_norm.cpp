@@ -1,7 +1,9 @@
 // Reductions along the last axis: rms_norm, norm, softmax, argmax. Sums are taken in double.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "runtime/interp_ggml_math.h"
 #include "runtime/interp_kernels.h"
 
 namespace kiln::runtime::interp {
@@ -58,6 +60,28 @@ void softmax_row(const float* x, const float* mask, int64_t mask_stride, int64_t
     if (mask) v += mask[j * mask_stride];
     return v;
   };
+  if (softcap == 0) {  // ggml_soft_max_ext as ggml-cpu computes it (docs/parity.md)
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) {
+      y[j] = x[j] * float(scale);
+      if (mask) y[j] += mask[j * mask_stride];
+      mx = std::max(mx, y[j]);
+    }
+    if (mx == -INFINITY) {
+      for (int64_t j = 0; j < n; ++j) y[j] = 0.0f;
+      return;
+    }
+    double sum = 0;
+    int64_t j = 0;
+    for (float lanes[16]; j + 16 <= n; j += 16) {  // vectorized: f32 sums of 16, added in f64
+      for (int l = 0; l < 16; ++l) lanes[l] = y[j + l] = ggml_expf(y[j + l] - mx);
+      sum += double(ggml_reduce16(lanes));
+    }
+    for (; j < n; ++j) sum += double(y[j] = std::exp(y[j] - mx));  // scalar tail: libm expf
+    const float inv = float(1.0 / sum);
+    for (int64_t k = 0; k < n; ++k) y[k] *= inv;
+    return;
+  }
   double max = -std::numeric_limits<double>::infinity();
   for (int64_t j = 0; j < n; ++j) max = std::fmax(max, z(j));
   if (max == -std::numeric_limits<double>::infinity()) {

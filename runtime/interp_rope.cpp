@@ -1,7 +1,11 @@
-// Rotary position embedding. The angles are computed in double from the definition
-// (theta_i = pos * freq_scale * freq_base^(-2i/n_dims)), not by ggml's running f32 product, so
-// the oracle stays exact at large positions; backends compare against it with a tolerance.
+// Rotary position embedding, computed as ggml-cpu computes it so the interpreter's results are
+// bit-identical to llama.cpp's (docs/parity.md): the angle of pair i is the running f32 product
+// pos * theta_scale^i with theta_scale = freq_base^(-2/n_dims) in f32, cos and sin in f32, and
+// the rotation with the fused multiply-adds GCC contracts ggml's expressions to. Backends compare
+// against it with a tolerance.
 #include <cmath>
+
+#include <vector>
 
 #include "runtime/interp_kernels.h"
 
@@ -18,20 +22,27 @@ Status run_Rope(KernelArgs& a) {
   const int64_t nd = a.node.attrs.i("n_dims");
   const double base = a.node.attrs.f("freq_base"), fs = a.node.attrs.f("freq_scale");
   const int64_t H = xt.dim(-2), D = xt.dim(-1), half = nd / 2;
+  const float theta_scale = std::pow(float(base), -2.0f / float(nd));
+  std::vector<float> cs(static_cast<size_t>(nd));
   for (int64_t l = 0; l < pos.numel(); ++l) {
-    const double p = double(index_at(pos, l));
     const float* xl = x + l * H * D;
     float* yl = y + l * H * D;
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = nd; i < D; ++i) yl[h * D + i] = xl[h * D + i];
+    float theta = float(index_at(pos, l));
     for (int64_t i = 0; i < half; ++i) {
-      const double theta = p * fs * std::pow(base, -2.0 * double(i) / double(nd));
-      const double c = std::cos(theta), s = std::sin(theta);
+      const float t = float(fs) * theta;
+      cs[size_t(2 * i)] = std::cos(t);
+      cs[size_t(2 * i + 1)] = std::sin(t);
+      theta *= theta_scale;
+    }
+    for (int64_t i = 0; i < half; ++i) {
+      const float c = cs[size_t(2 * i)], s = cs[size_t(2 * i + 1)];
       const int64_t i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
       for (int64_t h = 0; h < H; ++h) {
-        const double x0 = xl[h * D + i0], x1 = xl[h * D + i1];
-        yl[h * D + i0] = float(x0 * c - x1 * s);
-        yl[h * D + i1] = float(x0 * s + x1 * c);
+        const float x0 = xl[h * D + i0], x1 = xl[h * D + i1];
+        yl[h * D + i0] = std::fma(x0, c, -(x1 * s));
+        yl[h * D + i1] = std::fma(x0, s, x1 * c);
       }
     }
   }
