@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "frontends/gguf/quant_blocks.h"
+#include "frontends/gguf/quant_k_scales.h"
 #include "ir/half.h"
 #include "runtime/interp_ggml_math.h"
 #include "runtime/interp_kernels.h"
@@ -179,6 +180,108 @@ static void mul_mat_f16_rows(const float* xr, const float* wf, int64_t M, int64_
     y[m * N + n] = M < 2 ? ggml_vec_dot_f16(wf, xr + m * K, K) : ggml_dot16(wf, xr + m * K, K);
 }
 
+// K-quant weights against Q8_K activations. ggml-cpu picks the kernel by weight type and by the
+// number of activation rows, and each sums in its own order; reproduced here per output:
+//  - Q6_K, fewer than 8 rows: ggml_vec_dot_q6_K_q8_K (AVX2): per 256-element super-block eight
+//    integer lanes (lane l: elements 4l..4l+3 of every 32-element run, times their sub-block
+//    scale, minus 32 x the scaled activation sums of sub-blocks 2l and 2l+1, which undoes the
+//    stored +32 offset), one fused multiply-add per lane with d_w * d_x, ggml_hsum8 at the end.
+//  - Q6_K, 8 rows or more: the tiled kernels (ggml-cpu/tiled): the exact integer sum of each
+//    super-block, times d_w, then fused-multiply-added with d_x into one f32 accumulator.
+//  - Q4_K with a multiple of 8 output rows: llama.cpp repacks these weights into interleaved 8x8
+//    blocks and runs ggml_gemm_q4_K_8x8_q8_K on each group of four activation rows and
+//    ggml_gemv_q4_K_8x8_q8_K on the rest: exact integer sums of the scaled products and of
+//    mins x activation sums, fused-multiply-added with d_w * d_x (resp. dmin_w * d_x) into two
+//    accumulators (per pair of sub-blocks in gemm, per super-block in gemv), the second
+//    subtracted at the end.
+static int q6_k_quant(const quant::BlockQ6_K& q, int e) {  // 0..63, the +32 offset kept
+  const int j = e / 128, r = e % 128, run = r / 32, l = r % 32;
+  const uint8_t lo = q.ql[64 * j + l + (run & 1) * 32];
+  return (run < 2 ? lo & 0xF : lo >> 4) | ((q.qh[32 * j + l] >> (2 * run)) & 3) << 4;
+}
+
+static float dot_q6_k_vec(const quant::BlockQ6_K* w, const quant::BlockQ8_K* x, int64_t nb) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t b = 0; b < nb; ++b) {
+    int32_t lane[8] = {};
+    for (int e = 0; e < quant::kQK_K; ++e)
+      lane[(e % 32) / 4] += int32_t(w[b].scales[e / 16]) * q6_k_quant(w[b], e) * x[b].qs[e];
+    for (int l = 0; l < 8; ++l)
+      lane[l] -= 32 * (x[b].bsums[2 * l] * w[b].scales[2 * l] +
+                       x[b].bsums[2 * l + 1] * w[b].scales[2 * l + 1]);
+    const float d = x[b].d * f16_to_f32(w[b].d);
+    for (int l = 0; l < 8; ++l) acc[l] = std::fma(d, float(lane[l]), acc[l]);
+  }
+  return ggml_hsum8(acc);
+}
+
+static float dot_q6_k_tiled(const quant::BlockQ6_K* w, const quant::BlockQ8_K* x, int64_t nb) {
+  float acc = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    int32_t sum = 0;
+    for (int e = 0; e < quant::kQK_K; ++e)
+      sum += int32_t(w[b].scales[e / 16]) * (q6_k_quant(w[b], e) - 32) * x[b].qs[e];
+    acc = std::fma(float(sum) * f16_to_f32(w[b].d), x[b].d, acc);
+  }
+  return acc;
+}
+
+// `gemm`: the four-row kernel (AVX-512), which adds to the accumulators per pair of 32-element
+// sub-blocks; otherwise the one-row gemv, which adds once per super-block.
+static float dot_q4_k_8x8(const quant::BlockQ4_K* w, const quant::BlockQ8_K* x, int64_t nb,
+                          bool gemm) {
+  float acc = 0, acc_min = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const float d = f16_to_f32(w[b].d) * x[b].d, dmin = f16_to_f32(w[b].dmin) * x[b].d;
+    int32_t sum = 0, sum_min = 0;
+    for (int sub = 0; sub < 8; ++sub) {
+      const quant::ScaleMin sm = quant::k4_scale_min(w[b].scales, sub);
+      int32_t dot = 0, xs = 0;
+      for (int e = 32 * sub; e < 32 * sub + 32; ++e) {
+        const uint8_t byte = w[b].qs[32 * (e / 64) + e % 32];
+        dot += int32_t(sub % 2 ? byte >> 4 : byte & 0xF) * x[b].qs[e];
+        xs += x[b].qs[e];
+      }
+      sum += int32_t(sm.scale) * dot;
+      sum_min += int32_t(sm.min) * xs;
+      if (gemm ? sub % 2 == 1 : sub == 7) {
+        acc = std::fma(float(sum), d, acc);
+        acc_min = std::fma(float(sum_min), dmin, acc_min);
+        sum = sum_min = 0;
+      }
+    }
+  }
+  return acc - acc_min;
+}
+
+// True (and y written) when w and act form one of the K-quant products above.
+static bool mul_mat_ggml_kquant(DType act, const Tensor& w, const float* x, int64_t rows, int64_t K,
+                                float* y) {
+  const DType t = w.dtype();
+  const int64_t N = w.dim(-2);
+  const bool q6 = t == DType::Q6_K, q4 = t == DType::Q4_K && N % 8 == 0;
+  if (act != DType::Q8_K || !(q6 || q4) || w.rank() != 2 || K % quant::kQK_K != 0) return false;
+  const int64_t nb = K / quant::kQK_K;
+  std::vector<quant::BlockQ8_K> xq(size_t(rows * nb));
+  for (int64_t i = 0; i < rows * nb; ++i)
+    quant::quantize_block(x + i * quant::kQK_K, &xq[size_t(i)]);
+  const size_t row = last_row_bytes(*w.type);
+  for (int64_t n = 0; n < N; ++n) {
+    const uint8_t* wr = w.data + size_t(n) * row;
+    for (int64_t i = 0; i < rows; ++i) {
+      const quant::BlockQ8_K* xr = xq.data() + i * nb;
+      if (q4)  // groups of four rows go to the gemm kernel, the rest to gemv
+        y[i * N + n] = dot_q4_k_8x8(reinterpret_cast<const quant::BlockQ4_K*>(wr), xr, nb,
+                                    i < rows - rows % 4);
+      else if (rows < 8)
+        y[i * N + n] = dot_q6_k_vec(reinterpret_cast<const quant::BlockQ6_K*>(wr), xr, nb);
+      else
+        y[i * N + n] = dot_q6_k_tiled(reinterpret_cast<const quant::BlockQ6_K*>(wr), xr, nb);
+    }
+  }
+  return true;
+}
+
 // y[..., m, n] = sum_k x[..., m, k] * w[..., n, k]. A 2-D w is shared by every batch; a batched w
 // has x's rank and x batch index i reads w batch index i / (x_d / w_d) per leading dim (GQA).
 Status run_MulMat(KernelArgs& a) {
@@ -192,6 +295,7 @@ Status run_MulMat(KernelArgs& a) {
     float* xr = a.scratch.get(2, size_t(x.numel()));
     for (int64_t i = 0; i < x.numel() / K; ++i) round_activations(act, xd + i * K, xr + i * K, K);
     if (mul_mat_ggml_legacy(act, w, xd, x.numel() / K, K, y)) return Status::Ok();
+    if (mul_mat_ggml_kquant(act, w, xd, x.numel() / K, K, y)) return Status::Ok();
     xd = xr;
   }
   const size_t w_row = last_row_bytes(*w.type);
