@@ -196,6 +196,8 @@ std::string_view section_kind_name(SectionKind k) {
       return "cuda.cubin";
     case SectionKind::kCudaPtx:
       return "cuda.ptx";
+    case SectionKind::kCudaKernels:
+      return "cuda.kernels";
   }
   return "unknown";
 }

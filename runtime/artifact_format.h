@@ -43,9 +43,11 @@ enum class SectionKind : uint32_t {
   // Derived constants and microkernel-packed weights, made at compile time and bound as mapped
   // (artifact_records.h: an index, then the blobs); page-aligned like the weights.
   kConstants = 34,
-  // Reserved for the CUDA backend (issue 7): one per compute capability, named "sm_80", ...
+  // `--target cuda:...` (runtime/artifact_cuda.h): per graph and compute capability, named
+  // "decode_b1.sm_90": the cubin and the PTX; per graph: the generated module's kernel table.
   kCudaCubin = 64,
   kCudaPtx = 65,
+  kCudaKernels = 66,
 };
 std::string_view section_kind_name(SectionKind k);  // "graph.ir", ...; "unknown" otherwise
 // The alignment of a section's offset: a page for the sections kernels read in place.

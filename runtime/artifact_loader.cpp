@@ -7,6 +7,7 @@
 #include "codegen/cpu/cpu_codegen.h"
 #include "ir/parser.h"
 #include "ir/verifier.h"
+#include "runtime/artifact_cuda.h"
 #include "runtime/artifact_records.h"
 
 namespace kiln::artifact {
@@ -103,6 +104,7 @@ Status Artifact::read_header() {
     return err("header: weights must be embed or reference, found '", w, "'");
   }
   if (!view_.find(SectionKind::kTokenizer)) return err("no tokenizer section");
+  if (is_cuda()) return check_cuda_sections(*this);  // PTX and cubins, no objects
   for (const std::string& g : graph_names())
     for (SectionKind k : {SectionKind::kGraphSpec, SectionKind::kGraphIr, SectionKind::kGraphPlan,
                           SectionKind::kGraphKernels, SectionKind::kGraphObject})
@@ -116,6 +118,7 @@ std::vector<std::string> Artifact::graph_names() const {
 }
 
 Status Artifact::check_host() const {
+  if (is_cuda()) return check_cuda_host(*this);  // runs on a GPU, not on this CPU
   const std::string arch = header().get("target.arch");
   const std::string host = cpu::Target{}.arch();
   if (arch != host)
@@ -176,38 +179,51 @@ Result<std::vector<runtime::MappedConstant>> ArtifactGraphSource::mapped_constan
   return out;
 }
 
-Result<runtime::CompiledGraph> ArtifactGraphSource::compile(const lower::GraphSpec& spec) {
+Result<StoredGraph> read_graph(const Artifact& artifact, const lower::GraphSpec& spec) {
   const std::string name = spec.name();
-  const ArtifactView& v = artifact_.view();
+  const ArtifactView& v = artifact.view();
   const SectionEntry* spec_s = v.find(SectionKind::kGraphSpec, name);
   if (!spec_s)
-    return make_error(artifact_.path(), ": has no graph '", name, "' (it has ",
-                      join(artifact_.graph_names()),
+    return make_error(artifact.path(), ": has no graph '", name, "' (it has ",
+                      join(artifact.graph_names()),
                       "); compile it with the --prefill-buckets and --ctx you run with");
-  auto err = [&](const Error& e) { return e.wrap(artifact_.path() + ": graph " + name); };
+  auto err = [&](const Error& e) { return e.wrap(artifact.path() + ": graph " + name); };
   auto stored = decode_spec(v.text(*spec_s));
   if (!stored.ok()) return err(stored.error());
   if (stored->ctx != spec.ctx || stored->kv_type != spec.kv_type ||
       stored->all_logits != spec.all_logits || stored->batch != spec.batch ||
       stored->tokens != spec.tokens || stored->slots != spec.slots)
-    return make_error(artifact_.path(), ": graph ", name, " was compiled for ctx ", stored->ctx,
+    return make_error(artifact.path(), ": graph ", name, " was compiled for ctx ", stored->ctx,
                       ", kv ", dtype_name(stored->kv_type), "; asked for ctx ", spec.ctx, ", kv ",
                       dtype_name(spec.kv_type));
-
-  runtime::CompiledGraph c;
-  c.spec = spec;
-  auto t0 = Clock::now();
+  StoredGraph out;
   auto graph = ir::parse(v.text(*v.find(SectionKind::kGraphIr, name)));
   if (!graph.ok()) return err(graph.error());
-  c.graph = std::move(*graph);
-  Status st = ir::verify(*c.graph);
+  out.graph = std::move(*graph);
+  Status st = ir::verify(*out.graph);
   if (!st.ok()) return err(st.error());
   auto plan = passes::MemoryPlan::parse(v.text(*v.find(SectionKind::kGraphPlan, name)));
   if (!plan.ok()) return err(plan.error());
-  c.plan = std::move(*plan);
+  out.plan = std::move(*plan);
   // A plan that does not match its graph would let kernels write outside their buffers.
-  st = passes::validate(c.plan, *c.graph);
+  st = passes::validate(out.plan, *out.graph);
   if (!st.ok()) return err(st.error());
+  return out;
+}
+
+Result<runtime::CompiledGraph> ArtifactGraphSource::compile(const lower::GraphSpec& spec) {
+  const std::string name = spec.name();
+  const ArtifactView& v = artifact_.view();
+  auto err = [&](const Error& e) { return e.wrap(artifact_.path() + ": graph " + name); };
+  if (artifact_.is_cuda())
+    return make_error(artifact_.path(), ": compiled for CUDA (target ",
+                      artifact_.header().get("target"), "): it has no CPU code");
+  runtime::CompiledGraph c;
+  c.spec = spec;
+  auto t0 = Clock::now();
+  KILN_ASSIGN_OR_RETURN(StoredGraph stored, read_graph(artifact_, spec));
+  c.graph = std::move(stored.graph);
+  c.plan = std::move(stored.plan);
   c.lower_seconds = seconds_since(t0);  // parsing stands in for lowering and passes
 
   t0 = Clock::now();

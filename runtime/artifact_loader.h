@@ -38,6 +38,8 @@ class Artifact {
   DType kv_type() const { return kv_type_; }
   const std::vector<int>& prefill_buckets() const { return buckets_; }
   std::vector<std::string> graph_names() const;
+  // Compiled for a GPU (`--target cuda:...`, runtime/artifact_cuda.h), not for a CPU.
+  bool is_cuda() const { return header().get("target.arch") == "cuda"; }
 
  private:
   Artifact() = default;
@@ -65,6 +67,14 @@ Result<std::unique_ptr<LoadedArtifact>> load_artifact(const std::string& path);
 
 // True when the file at `path` starts with the artifact magic, or its name ends in .kiln.
 bool is_artifact_file(const std::string& path);
+
+// A stored graph's spec checked against `spec`, its IR parsed and verified, its memory plan parsed
+// and validated against it (shared by the CPU and the CUDA graph sources).
+struct StoredGraph {
+  std::unique_ptr<ir::Graph> graph;
+  passes::MemoryPlan plan;
+};
+Result<StoredGraph> read_graph(const Artifact& artifact, const lower::GraphSpec& spec);
 
 // Compiled graphs from an artifact: only those it holds (any other is a clear error).
 class ArtifactGraphSource : public runtime::GraphSource {

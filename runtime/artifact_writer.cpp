@@ -13,6 +13,7 @@
 #include "frontends/gguf/lower.h"
 #include "ir/printer.h"
 #include "passes/pass_manager.h"
+#include "runtime/artifact_cuda.h"
 #include "runtime/artifact_format.h"
 #include "runtime/artifact_records.h"
 #include "runtime/backend.h"
@@ -115,15 +116,25 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
                                        const CompileOptions& o) {
   const auto t_start = Clock::now();
   CompileReport report;
-  if (!cpu::llvm_available())
+  // A CUDA target stores PTX and cubins (artifact_cuda.h) where a CPU target stores objects.
+  const bool cuda = is_cuda_target(o.target);
+  if (!cuda && !cpu::llvm_available())
     return make_error("kiln compile needs LLVM, and kiln was built without it");
   if (o.batch != 1) return make_error("--batch ", o.batch, ": only batch 1 is supported today");
   if (o.kv_type != DType::F16 && o.kv_type != DType::Q8_0)
     return make_error("KV cache type ", dtype_name(o.kv_type), " is not supported (f16, q8_0)");
-  KILN_ASSIGN_OR_RETURN(cpu::Target target, cpu::Target::parse(o.target));
-  const std::string arch = target.arch();
-  if (arch != "x86_64" && arch != "aarch64")
-    return make_error("target '", o.target, "': only x86_64 and aarch64 are supported");
+  std::vector<int> cuda_archs;
+  cpu::Target target;
+  if (cuda) {
+    KILN_ASSIGN_OR_RETURN(cuda_archs, parse_cuda_archs(o.target));
+    if (o.kv_type != DType::F16)
+      return make_error("target '", o.target, "': the CUDA backend's KV cache is f16");
+  } else {
+    KILN_ASSIGN_OR_RETURN(target, cpu::Target::parse(o.target));
+  }
+  const std::string arch = cuda ? "cuda" : target.arch();
+  if (arch != "x86_64" && arch != "aarch64" && arch != "cuda")
+    return make_error("target '", o.target, "': only x86_64, aarch64 and cuda are supported");
   KILN_ASSIGN_OR_RETURN(auto file, gguf::GgufFile::open(gguf_path));
   KILN_ASSIGN_OR_RETURN(int ctx, runtime::resolve_ctx(*file, o.ctx));
 
@@ -148,7 +159,7 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
   }
 
   cpu::Options co;
-  co.microkernels = o.microkernels && arch == "x86_64";
+  co.microkernels = o.microkernels && arch == "x86_64";  // never for cuda
   std::vector<Pending> sections;
   std::set<std::string> features;
   // What binding reads from the ConstantStore (merged q/k/v and gate/up weights, microkernel-
@@ -172,6 +183,27 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
       return make_error(g.name, ": the pass pipeline '", o.pipeline,
                         "' made no memory plan (it must end with plan-memory)");
     g.passes_seconds = seconds_since(t0);
+    add_text(sections, SectionKind::kGraphSpec, g.name, encode_spec(spec));
+    add_text(sections, SectionKind::kGraphIr, g.name, ir::print(*graph));
+    add_text(sections, SectionKind::kGraphPlan, g.name, pc.plan->str());
+    graph_names.push_back(g.name);
+    if (cuda) {
+      t0 = Clock::now();
+      auto code = compile_cuda_graph(*graph, cuda_archs);
+      if (!code.ok()) return code.error().wrap(g.name);
+      g.codegen_seconds = seconds_since(t0);
+      g.kernels = code->kernels;
+      g.object_bytes = code->bytes;
+      for (auto& sec : code->sections)
+        add_owned(sections, sec.kind, sec.name, std::move(sec.bytes));
+      t0 = Clock::now();
+      auto keys = cuda_bind_constants(*graph, constants);
+      if (!keys.ok()) return keys.error().wrap(g.name + ": constants");
+      constant_keys.insert(keys->begin(), keys->end());
+      report.constants_seconds += seconds_since(t0);
+      report.graphs.push_back(std::move(g));
+      continue;
+    }
     t0 = Clock::now();
     auto obj = cpu::emit_object(*graph, target, co);
     if (!obj.ok()) return obj.error().wrap(g.name);
@@ -184,12 +216,8 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
     if (!keys.ok()) return keys.error().wrap(g.name + ": constants");
     constant_keys.insert(keys->begin(), keys->end());
     report.constants_seconds += seconds_since(t0);
-    add_text(sections, SectionKind::kGraphSpec, g.name, encode_spec(spec));
-    add_text(sections, SectionKind::kGraphIr, g.name, ir::print(*graph));
-    add_text(sections, SectionKind::kGraphPlan, g.name, pc.plan->str());
     add_text(sections, SectionKind::kGraphKernels, g.name, encode_kernels(obj->kernels));
     add_owned(sections, SectionKind::kGraphObject, g.name, std::move(obj->bytes));
-    graph_names.push_back(g.name);
     report.graphs.push_back(std::move(g));
   }
 
@@ -230,10 +258,16 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
   auto& v = h.values;
   v["kiln_version"] = KILN_VERSION_STRING;
   v["target"] = o.target;
-  v["target.triple"] = target.triple;
-  v["target.cpu"] = target.cpu;
+  if (cuda) {
+    std::vector<std::string> names;
+    for (int a : cuda_archs) names.push_back("sm_" + std::to_string(a));
+    v["target.cuda_archs"] = join(names);
+  } else {
+    v["target.triple"] = target.triple;
+    v["target.cpu"] = target.cpu;
+    v["target.features"] = join(std::vector<std::string>(features.begin(), features.end()));
+  }
   v["target.arch"] = arch;
-  v["target.features"] = join(std::vector<std::string>(features.begin(), features.end()));
   v["source.name"] = std::filesystem::path(gguf_path).filename().string();
   v["source.sha256"] = sha;
   v["source.size"] = std::to_string(file->file_size());
@@ -255,6 +289,7 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
   report.write_seconds = seconds_since(t0);
   report.required_features.assign(features.begin(), features.end());
   report.target = o.target;
+  report.cuda_archs = cuda_archs;
   report.file_bytes = std::filesystem::file_size(out_path, ec);
   report.seconds = seconds_since(t_start);
   return report;

@@ -12,7 +12,9 @@
 namespace kiln::artifact {
 
 struct CompileOptions {
-  std::string target = "host";  // cpu::Target::parse: host, x86-64-v3, x86-64-v4, aarch64, ...
+  // cpu::Target::parse (host, x86-64-v3, x86-64-v4, aarch64, ...) or cuda:sm_80[,sm_90...]
+  // (runtime/artifact_cuda.h: PTX and a cubin per graph and arch)
+  std::string target = "host";
   int ctx = 0;                  // KV-cache length (0: min(model context, 4096))
   int batch = 1;                // sequences per call (only 1 today: the runtime runs one sequence)
   std::vector<int> prefill_buckets = {32, 128, 512};  // those above ctx are dropped
@@ -25,7 +27,7 @@ struct CompileOptions {
 struct GraphReport {
   std::string name;
   size_t kernels = 0;
-  uint64_t object_bytes = 0;
+  uint64_t object_bytes = 0;  // the object code; for CUDA, PTX + cubins of every arch
   double lower_seconds = 0, passes_seconds = 0, codegen_seconds = 0;
 };
 
@@ -33,6 +35,7 @@ struct CompileReport {
   std::vector<GraphReport> graphs;
   std::vector<std::string> required_features;
   std::string target;
+  std::vector<int> cuda_archs;  // a CUDA target: the archs compiled for (80, 90)
   uint64_t file_bytes = 0;
   double hash_seconds = 0;       // sha256 of the GGUF
   double constants_seconds = 0;  // derived constants and packed weights (the constants section)

@@ -43,10 +43,14 @@ struct BackendOptions {
   DType kv_type = DType::F16;  // F16 or Q8_0
   std::string pipeline = "canonicalize,merge-parallel-matmuls,fuse,plan-memory";
   bool microkernels = true;  // CPU: xbyak microkernels for quantized products
-  // CPU: give back the resident pages of weights that only derived constants read (the merged
-  // copies replace them). Only for a file that is mmapped (GgufFile::open): on memory the
-  // caller owns, dropping pages would zero it.
+  // CPU: give back the resident pages of weights once they are copied (packed, or read by a
+  // derived constant such as the merged q/k/v), and of the file around small weights once
+  // they are copied (docs/runtime.md, "Memory"). Only for a file that is mmapped
+  // (GgufFile::open): on memory the caller owns, dropping pages would zero it.
   bool release_merged_weights = false;
+  // CPU: drop the resident pages of LLVM's own code at start and after each graph is compiled
+  // (cpu::release_compiler_pages); a later compilation faults back in what it runs.
+  bool release_compiler_pages = false;
 };
 
 struct BackendStats {

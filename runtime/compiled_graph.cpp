@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "passes/pass_manager.h"
+#include "runtime/memory_trace.h"
 
 namespace kiln::runtime {
 namespace {
@@ -19,6 +20,7 @@ Result<CompiledGraph> JitGraphSource::compile(const lower::GraphSpec& spec) {
   auto t0 = std::chrono::steady_clock::now();
   KILN_ASSIGN_OR_RETURN(c.graph, lower::lower_gguf(file_, spec));
   c.lower_seconds = seconds_since(t0);
+  trace_rss("lowered");
 
   t0 = std::chrono::steady_clock::now();
   passes::PassContext ctx;
@@ -30,12 +32,14 @@ Result<CompiledGraph> JitGraphSource::compile(const lower::GraphSpec& spec) {
                       "' made no memory plan (it must end with plan-memory)");
   c.plan = std::move(*ctx.plan);
   c.passes_seconds = seconds_since(t0);
+  trace_rss("passes run");
 
   t0 = std::chrono::steady_clock::now();
   auto prog = cpu::jit_compile(*c.graph, cpu::Target{}, options_);
   if (!prog.ok()) return prog.error().wrap(spec.name());
   c.program = std::move(*prog);
   c.compile_seconds = seconds_since(t0);
+  trace_rss("code generated");
   return c;
 }
 

@@ -1,5 +1,8 @@
 #include "runtime/constant_store.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -26,20 +29,15 @@ void ConstantStore::Free::operator()(uint8_t* p) const {
   std::free(p);
 }
 
-std::string constant_key(const ir::Value& v) {
-  const ir::Node& n = *v.def;
-  if (n.op == ir::Op::Weight) return "weight(" + n.attrs.s("name") + ":" + v.type.str() + ")";
-  std::string k(ir::op_name(n.op));
-  k += "{";
-  for (const ir::Attr& a : n.attrs.list()) k += a.name + "=" + ir::attr_value_str(a.value) + ",";
-  k += "}(";
-  for (const ir::Value* o : n.operands) k += constant_key(*o) + ",";
-  k += ")#" + std::to_string(v.index) + ":" + v.type.str();
-  return k;
-}
-
-std::string packed_key(const ir::Value& v) {
-  return constant_key(v) + "@mk-packed";
+Status ConstantStore::allocate(Blob& b, size_t size) {
+  b.size = size;
+  if (size >= (size_t(64) << 10)) {
+    KILN_ASSIGN_OR_RETURN(b.map, Mapping::create(size));
+    return Status::Ok();
+  }
+  b.data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (size + 63) / 64 * 64)));
+  if (!b.data) return make_error("out of memory (", size, " bytes)");
+  return Status::Ok();
 }
 
 bool ConstantStore::has_packed(const ir::Value& v) const {
@@ -49,14 +47,25 @@ bool ConstantStore::has_packed(const ir::Value& v) const {
 
 Result<std::span<const uint8_t>> ConstantStore::bytes_of(const std::string& key) const {
   if (auto it = by_key_.find(key); it != by_key_.end())
-    return std::span<const uint8_t>(it->second.data.get(), it->second.size);
+    return std::span<const uint8_t>(it->second.get(), it->second.size);
   if (auto it = mapped_.find(key); it != mapped_.end()) return it->second;
   return make_error("constant ", key, ": not made");
 }
 
 Result<const uint8_t*> ConstantStore::get(const ir::Value& v) {
+  KILN_ASSIGN_OR_RETURN(const uint8_t* p, peek(v));
+  pinned_.insert(constant_key(v));
+  return p;
+}
+
+void ConstantStore::release_unpinned(const ir::Value& v) {
   std::string key = constant_key(v);
-  if (auto it = by_key_.find(key); it != by_key_.end()) return it->second.data.get();
+  if (!pinned_.count(key)) by_key_.erase(key);
+}
+
+Result<const uint8_t*> ConstantStore::peek(const ir::Value& v) {
+  std::string key = constant_key(v);
+  if (auto it = by_key_.find(key); it != by_key_.end()) return it->second.get();
   if (auto it = mapped_.find(key); it != mapped_.end()) {
     // A stored constant of another size would let kernels read past it.
     const std::optional<uint64_t> want = v.type.bytes();
@@ -95,16 +104,23 @@ Result<const uint8_t*> ConstantStore::get(const ir::Value& v) {
   KILN_ASSIGN_OR_RETURN(TensorView out, (*it)->output_tensor("c"));
   ++evaluations_;
   Blob& b = by_key_[key];
-  b.size = out.bytes.size();
-  b.data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (b.size + 63) / 64 * 64)));
-  if (!b.data) return make_error("derived constant: out of memory (", b.size, " bytes)");
-  std::memcpy(b.data.get(), out.bytes.data(), b.size);
-  return b.data.get();
+  if (Status st = allocate(b, out.bytes.size()); !st.ok()) {
+    by_key_.erase(key);
+    return st.error().wrap("derived constant " + key);
+  }
+  std::memcpy(b.get(), out.bytes.data(), b.size);
+  if (on_weight_copied_)
+    for (const ir::Node* n : order) {
+      if (n->op != ir::Op::Weight) continue;
+      auto bytes = weights_.get(n->attrs.s("name"), n->result()->type);
+      if (bytes.ok()) on_weight_copied_(*bytes);
+    }
+  return b.get();
 }
 
 Result<const uint8_t*> ConstantStore::packed(const ir::Value& v, const uint8_t* bytes) {
   std::string key = packed_key(v);
-  if (auto it = by_key_.find(key); it != by_key_.end()) return it->second.data.get();
+  if (auto it = by_key_.find(key); it != by_key_.end()) return it->second.get();
   const ir::TensorType& t = v.type;
   if (t.rank() != 2 || !mk::packable(t.dtype))
     return make_error("packed weight ", key, ": ", t.str(), " has no packed layout");
@@ -121,18 +137,39 @@ Result<const uint8_t*> ConstantStore::packed(const ir::Value& v, const uint8_t* 
   const auto rb = row_bytes(t.dtype, uint64_t(K));
   if (!rb) return make_error("packed weight ", key, ": bad row of ", t.str());
   Blob& b = by_key_[key];
-  b.size = mk::packed_bytes(t.dtype, N, K);
-  b.data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (b.size + 63) / 64 * 64)));
-  if (!b.data) return make_error("packed weight ", key, ": out of memory (", b.size, " bytes)");
-  Status st = mk::pack_weights(t.dtype, bytes, size_t(*rb), N, K, b.data.get());
-  if (!st.ok()) {
+  if (Status st = allocate(b, mk::packed_bytes(t.dtype, N, K)); !st.ok()) {
     by_key_.erase(key);
     return st.error().wrap("packed weight " + key);
   }
+  // In pieces of about 1 MiB (whole groups of kPackRows rows, which pack independently), each
+  // weight piece handed to on_weight_copied_ once packed: the weight is then resident about once
+  // while it packs, not as stored and packed (Gemma 3's 178 MB embedding table).
+  const size_t row = size_t(*rb);
+  const int step =
+      std::max(mk::kPackRows, int((size_t(1) << 20) / row) / mk::kPackRows * mk::kPackRows);
+  const bool report = on_weight_copied_ && v.def->op == ir::Op::Weight;
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  uintptr_t given = uintptr_t(bytes);  // what on_weight_copied_ has had
+  for (int n0 = 0; n0 < N; n0 += step) {
+    const int rows = std::min(step, N - n0);
+    Status st = mk::pack_weights(t.dtype, bytes + size_t(n0) * row, row, rows, K,
+                                 b.get() + size_t(n0) * row);
+    if (!st.ok()) {
+      by_key_.erase(key);
+      return st.error().wrap("packed weight " + key);
+    }
+    if (!report) continue;
+    // Up to a page boundary, so that a page is given back once everything in it is packed.
+    uintptr_t end = uintptr_t(bytes + size_t(n0 + rows) * row);
+    if (n0 + rows < N) end = end / page * page;
+    if (end > given) {
+      on_weight_copied_(
+          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(given), end - given));
+      given = end;
+    }
+  }
   ++packs_;
-  if (on_weight_packed_ && v.def->op == ir::Op::Weight)
-    on_weight_packed_(std::span<const uint8_t>(bytes, size_t(*rb) * size_t(N)));
-  return b.data.get();
+  return b.get();
 }
 
 size_t ConstantStore::bytes() const {

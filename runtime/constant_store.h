@@ -16,33 +16,37 @@
 
 #include "ir/graph.h"
 #include "ir/status.h"
+#include "runtime/constant_key.h"
+#include "runtime/host_memory.h"
 #include "runtime/weights.h"
 
 namespace kiln::runtime {
-
-// The expression a constant value computes, as text: the same for the same computation in any
-// graph of the model.
-std::string constant_key(const ir::Value& v);
-// The key of `v`'s copy in the microkernels' packed layout.
-std::string packed_key(const ir::Value& v);
 
 class ConstantStore {
  public:
   explicit ConstantStore(const WeightSource& weights) : weights_(weights) {}
 
   // The bytes of derived constant `v` (a result of a node whose operands are all constants),
-  // evaluated on first use. Valid as long as the store.
+  // evaluated on first use, for a kernel that reads them as stored: valid as long as the store
+  // (release() aside), and never freed by release_unpinned().
   Result<const uint8_t*> get(const ir::Value& v);
+  // The same bytes, only to be packed: valid until release_unpinned(v) or release().
+  Result<const uint8_t*> peek(const ir::Value& v);
+  // Frees the bytes of derived constant `v` unless get() handed them out (packed() has copied
+  // them; the packed copy stays). A later get() or peek() evaluates the constant again.
+  void release_unpinned(const ir::Value& v);
 
   // Weight `v` ([N, K], its bytes at `bytes`) in the CPU microkernels' packed layout
   // (mk::pack_weights), which kernels ask for in cpu::KernelInfo::packed_operands. Made on first
   // use and shared by every graph of the model. `bytes` may be null when has_packed(v).
   Result<const uint8_t*> packed(const ir::Value& v, const uint8_t* bytes);
 
-  // Called with a weight's stored bytes once packed() has copied them, so that the backend can
-  // give back their pages at once (the peak resident size then holds each weight once).
-  void on_weight_packed(std::function<void(std::span<const uint8_t>)> fn) {
-    on_weight_packed_ = std::move(fn);
+  // Called with stored bytes of a weight as soon as they are copied: by packed() a piece at a
+  // time while it packs (page-aligned pieces, in order), and by the evaluation of a derived
+  // constant for each weight it reads. The backend gives back their pages at once, so the peak
+  // resident size holds each weight about once, not as stored and copied.
+  void on_weight_copied(std::function<void(std::span<const uint8_t>)> fn) {
+    on_weight_copied_ = std::move(fn);
   }
 
   // Bytes made ahead of time (an artifact's `constants` section, docs/artifact.md) for the
@@ -59,7 +63,10 @@ class ConstantStore {
 
   // Frees the bytes of the constant with this key (constant_key), for one that kernels read only
   // packed: the packed copy stays, and a later get() evaluates the constant again.
-  void release(const std::string& key) { by_key_.erase(key); }
+  void release(const std::string& key) {
+    by_key_.erase(key);
+    pinned_.erase(key);
+  }
 
   int64_t evaluations() const { return evaluations_; }
   int64_t packs() const { return packs_; }  // weights repacked (mk::pack_weights) so far
@@ -73,15 +80,22 @@ class ConstantStore {
   struct Free {
     void operator()(uint8_t* p) const;
   };
+  // 64-byte aligned, like every buffer kernels read. Large blobs are mappings of their own, so
+  // that freeing one (the unpacked bytes of a constant read only packed) returns its memory at
+  // once instead of leaving a hole in the heap under the packed copies that follow.
   struct Blob {
-    std::unique_ptr<uint8_t, Free> data;  // 64-byte aligned, like every buffer kernels read
+    std::unique_ptr<uint8_t, Free> data;  // small blobs
+    Mapping map;                          // large blobs (data is then null)
     size_t size = 0;
+    uint8_t* get() const { return map.data() ? map.data() : data.get(); }
   };
+  static Status allocate(Blob& b, size_t size);
   std::map<std::string, Blob> by_key_;
   std::set<std::string> sources_;
   std::map<std::string, std::span<const uint8_t>> mapped_;
   int64_t evaluations_ = 0, packs_ = 0, mapped_uses_ = 0;
-  std::function<void(std::span<const uint8_t>)> on_weight_packed_;
+  std::set<std::string> pinned_;  // keys get() handed out
+  std::function<void(std::span<const uint8_t>)> on_weight_copied_;
 };
 
 }  // namespace kiln::runtime

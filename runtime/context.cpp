@@ -40,7 +40,29 @@ Context::Context(Backend& backend, std::vector<int> buckets, int ctx, int decode
   runners_.assign(buckets_.size() + 1, nullptr);
 }
 
+Context::Context(Backend& backend, int ctx, ExactLengths) : Context(backend, {}, ctx, 0) {
+  exact_ = true;
+  in_tokens_.resize(size_t(std::min(ctx, kExactChunk)));
+  in_pos_.resize(in_tokens_.size());
+}
+
+std::vector<int> Context::chunks(int n) const {
+  if (!exact_) return plan_chunks(n, buckets_, decode_up_to_);
+  std::vector<int> out;
+  for (; n > 0; n -= kExactChunk) out.push_back(std::min(n, kExactChunk));
+  return out;
+}
+
 Result<GraphRunner*> Context::runner(int bucket) {
+  if (exact_ && bucket > 1) {
+    GraphRunner*& r = exact_runners_[bucket];
+    if (!r) {
+      lower::GraphSpec spec;
+      spec.tokens = bucket;
+      KILN_ASSIGN_OR_RETURN(r, backend_.graph(spec));
+    }
+    return r;
+  }
   size_t slot = buckets_.size();  // decode
   if (bucket > 1)
     slot = size_t(std::find(buckets_.begin(), buckets_.end(), bucket) - buckets_.begin());
@@ -79,7 +101,7 @@ Result<std::span<const float>> Context::eval(std::span<const int32_t> tokens) {
   if (tokens.size() == 1) return run_chunk(tokens, 1);  // decode: no planning, no allocation
   std::span<const float> logits;
   size_t done = 0;
-  for (int bucket : plan_chunks(int(tokens.size()), buckets_, decode_up_to_)) {
+  for (int bucket : chunks(int(tokens.size()))) {
     size_t n = std::min(size_t(bucket), tokens.size() - done);
     KILN_ASSIGN_OR_RETURN(logits, run_chunk(tokens.subspan(done, n), bucket));
     done += n;
@@ -89,10 +111,10 @@ Result<std::span<const float>> Context::eval(std::span<const int32_t> tokens) {
 
 Status Context::prepare(int n) {
   if (n == 1) return runner(1).status();
-  std::vector<int> chunks = plan_chunks(n, buckets_, decode_up_to_);
-  std::sort(chunks.begin(), chunks.end());
-  chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
-  for (int b : chunks) KILN_RETURN_IF_ERROR(runner(b).status());
+  std::vector<int> sizes = chunks(n);
+  std::sort(sizes.begin(), sizes.end());
+  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+  for (int b : sizes) KILN_RETURN_IF_ERROR(runner(b).status());
   return Status::Ok();
 }
 

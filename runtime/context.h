@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <vector>
 
@@ -28,11 +29,21 @@ inline constexpr int kDecodePrefill = 8;
 std::vector<int> plan_chunks(int n, std::span<const int> buckets,
                              int decode_up_to = kDecodePrefill);
 
+// With exact lengths, new tokens run in chunks of their own length, at most this many (llama.cpp's
+// default batch).
+inline constexpr int kExactChunk = 512;
+
 class Context {
  public:
   // `buckets`: the prefill lengths (those above ctx are dropped). Runs of up to `decode_up_to`
   // tokens use the decode graph (plan_chunks).
   Context(Backend& backend, std::vector<int> buckets, int ctx, int decode_up_to = kDecodePrefill);
+  // Exact lengths instead of buckets: a prompt runs as llama.cpp batches it, in chunks of its own
+  // length (kExactChunk at most), each with a graph of that length. For the reference
+  // interpreter, whose graphs cost nothing to build and whose kernels then choose llama.cpp's
+  // summation orders for that batch (docs/parity.md).
+  struct ExactLengths {};
+  Context(Backend& backend, int ctx, ExactLengths);
 
   // Evaluates `tokens` at positions n_past() ... and returns the last one's logits (valid until
   // the next evaluation). An error, with nothing evaluated, when they do not fit the context.
@@ -53,6 +64,7 @@ class Context {
  private:
   Result<std::span<const float>> run_chunk(std::span<const int32_t> tokens, int bucket);
   Result<GraphRunner*> runner(int bucket);
+  std::vector<int> chunks(int n) const;
 
   Backend& backend_;
   std::vector<int> buckets_;
@@ -61,7 +73,9 @@ class Context {
   std::vector<int32_t> tokens_;  // reserved for ctx tokens
   std::vector<int32_t> in_tokens_, in_pos_;
   // Graphs by bucket index (decode last), looked up once: the backend's lookup builds a name.
-  std::vector<GraphRunner*> runners_;
+  std::vector<GraphRunner*> runners_;  // per bucket, then the decode graph
+  bool exact_ = false;
+  std::map<int, GraphRunner*> exact_runners_;  // by length, with exact lengths
 };
 
 }  // namespace kiln::runtime

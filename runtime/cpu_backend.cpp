@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <set>
 
 #include "runtime/backend.h"
 #include "runtime/cpu_executor.h"
+#include "runtime/memory_trace.h"
 
 namespace kiln::runtime {
 namespace {
@@ -35,6 +37,50 @@ void release_pages(std::span<const uint8_t> bytes) {
   if (first < last) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
+// The GGUF's weights, with the small ones (norm scales, biases: at most kSmallWeight bytes)
+// copied once into memory of their own. Kernels read those every step, and a fault on one would
+// map the file's pages around it too, which the page cache may hold as large folios (an
+// artifact just written, for one): a 2 KB norm vector could keep a megabyte of neighbouring
+// weights resident that are only read packed.
+class ResidentSmallWeights : public WeightSource {
+ public:
+  static constexpr size_t kSmallWeight = size_t(64) << 10;
+  explicit ResidentSmallWeights(const gguf::GgufFile& file) : mapped_(file), file_(file) {}
+  // Give back the pages that copying faulted in (the file must be a read-only file mapping).
+  void release_after_copy() { release_ = true; }
+  Result<std::span<const uint8_t>> get(const std::string& name,
+                                       const ir::TensorType& want) const override {
+    KILN_ASSIGN_OR_RETURN(std::span<const uint8_t> bytes, file_.get(name, want));
+    if (bytes.size() > kSmallWeight) return bytes;
+    auto [it, added] = copies_.try_emplace(name);
+    // 64-byte aligned, like every buffer kernels read.
+    auto aligned = [](std::vector<uint8_t>& v) {
+      return v.data() + (64 - uintptr_t(v.data()) % 64) % 64;
+    };
+    if (added) {
+      it->second.resize((bytes.size() + 63) / 64 * 64 + 64);
+      std::memcpy(aligned(it->second), bytes.data(), bytes.size());
+      // The fault may have mapped the whole folio around the weight: give back the aligned
+      // 2 MiB (the largest folio) around it, within the file's mapping.
+      if (release_) {
+        const uintptr_t huge = uintptr_t(2) << 20, lo = uintptr_t(mapped_.bytes().data()),
+                        hi = lo + mapped_.bytes().size();
+        const uintptr_t a = std::max(lo, uintptr_t(bytes.data()) / huge * huge);
+        const uintptr_t b =
+            std::min(hi, (uintptr_t(bytes.data()) + bytes.size()) / huge * huge + huge);
+        release_pages(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(a), b - a));
+      }
+    }
+    return std::span<const uint8_t>(aligned(it->second), bytes.size());
+  }
+
+ private:
+  const gguf::GgufFile& mapped_;
+  GgufWeights file_;
+  bool release_ = false;
+  mutable std::map<std::string, std::vector<uint8_t>> copies_;  // filled at bind, then fixed
+};
+
 class CpuBackend : public Backend {
  public:
   CpuBackend(const gguf::GgufFile& file, const BackendOptions& o, int ctx,
@@ -57,7 +103,18 @@ class CpuBackend : public Backend {
   }
 
   Status init() {
-    if (options_.release_merged_weights) constants_.on_weight_packed(release_pages);
+    if (options_.release_merged_weights) {
+      // Only bytes in the file's mapping: a small weight's bytes are a heap copy, which
+      // MADV_DONTNEED would zero.
+      constants_.on_weight_copied([this](std::span<const uint8_t> b) {
+        const std::span<const uint8_t> f = file_.bytes();
+        if (b.data() >= f.data() && b.data() + b.size() <= f.data() + f.size()) release_pages(b);
+      });
+      weights_.release_after_copy();
+    }
+    // What loading libLLVM touched (relocation tables, static constructors: ~40 MB) is not
+    // needed again; the first compilation faults back in what it runs.
+    if (options_.release_compiler_pages) cpu::release_compiler_pages();
     // Constants an artifact stores are bound where they are mapped: no evaluation, no repack.
     KILN_ASSIGN_OR_RETURN(auto mapped, source_->mapped_constants());
     for (runtime::MappedConstant& c : mapped) constants_.add_mapped(std::move(c.key), c.bytes);
@@ -84,12 +141,20 @@ class CpuBackend : public Backend {
     const std::string key = spec.name();
     if (auto it = graphs_.find(key); it != graphs_.end()) return it->second.get();
     KILN_ASSIGN_OR_RETURN(CompiledGraph c, source_->compile(spec));
+    // Before binding makes the packed weights: LLVM's code pages and the packed copies are
+    // then not resident at the same time (the peak of `kiln run`).
+    if (options_.release_compiler_pages) {
+      cpu::release_compiler_pages();
+      trace_rss("compiler pages released");
+    }
     stats_.lower_seconds += c.lower_seconds;
     stats_.passes_seconds += c.passes_seconds;
     stats_.compile_seconds += c.compile_seconds;
     auto t0 = std::chrono::steady_clock::now();
     KILN_ASSIGN_OR_RETURN(auto exec, CpuExecutor::create(std::move(c), context_));
+    trace_rss("bound");
     release_unused(*exec);
+    trace_rss("unused pages released");
     stats_.bind_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     stats_.graphs++;
@@ -100,6 +165,7 @@ class CpuBackend : public Backend {
     graphs_[key] = std::move(exec);
     // Code generation frees far more than it keeps; give the free heap back to the system.
     malloc_trim(0);
+    trace_rss("heap trimmed");
     return r;
   }
 
@@ -139,7 +205,7 @@ class CpuBackend : public Backend {
   const gguf::GgufFile& file_;
   BackendOptions options_;
   int ctx_;
-  GgufWeights weights_;
+  ResidentSmallWeights weights_;
   ConstantStore constants_;
   StateBuffers states_;
   ThreadPool pool_;

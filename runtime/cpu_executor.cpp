@@ -155,12 +155,23 @@ Status CpuExecutor::bind(const ExecutorContext& cx) {
         return make_error("kernel ", k.name, ": packed operand ", p, " out of range");
       const ir::Value* o = n.operands[size_t(p)];
       uint8_t* stored = nullptr;
+      // A derived constant that no kernel has read as stored so far is made only to be packed,
+      // and its bytes are freed right after (a later reader as stored evaluates it again).
+      const ir::Value* transient = nullptr;
       if (!cx.constants->has_packed(*o)) {
-        auto s = resolve(o);
-        if (!s.ok()) return s.error().wrap("node " + std::to_string(i));
-        stored = *s;
+        if (auto l = lazy_offset.find(o); l != lazy_offset.end()) {
+          transient = root.at(o);
+          auto c = cx.constants->peek(*transient);
+          if (!c.ok()) return c.error().wrap("node " + std::to_string(i));
+          stored = const_cast<uint8_t*>(*c) + l->second;
+        } else {
+          auto s = resolve(o);
+          if (!s.ok()) return s.error().wrap("node " + std::to_string(i));
+          stored = *s;
+        }
       }
       auto packed = cx.constants->packed(*o, stored);
+      if (transient) cx.constants->release_unpinned(*transient);
       if (!packed.ok()) return packed.error().wrap("kernel " + k.name);
       buffers_[first + size_t(p)] = const_cast<uint8_t*>(*packed);
     }

@@ -19,11 +19,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 class CudaBackend : public Backend {
  public:
   CudaBackend(const gguf::GgufFile& file, const BackendOptions& o, int ctx,
-              std::unique_ptr<CudaDevice> dev, const CudaBackendOptions& co)
+              std::unique_ptr<CudaDevice> dev, const CudaBackendOptions& co,
+              std::unique_ptr<CudaGraphSource> source = nullptr)
       : file_(file),
         options_(o),
         ctx_(ctx),
         dev_(std::move(dev)),
+        source_(std::move(source)),
         weights_(file),
         host_constants_(weights_),
         constants_(std::make_unique<DeviceConstants>(*dev_, weights_, host_constants_)),
@@ -45,6 +47,7 @@ class CudaBackend : public Backend {
     spec.kv_type = options_.kv_type;
     const std::string key = spec.name();
     if (auto it = graphs_.find(key); it != graphs_.end()) return it->second.get();
+    if (source_) return stored_graph(spec);
     auto t0 = std::chrono::steady_clock::now();
     KILN_ASSIGN_OR_RETURN(auto g, lower::lower_gguf(file_, spec));
     stats_.lower_seconds += seconds_since(t0);
@@ -75,14 +78,45 @@ class CudaBackend : public Backend {
     BackendStats s = stats_;
     s.state_bytes = states_->bytes();
     s.constant_bytes = constants_->bytes();
+    s.constant_evaluations = host_constants_.evaluations();
+    s.constants_mapped = host_constants_.mapped_uses();
     return s;
   }
 
+  // Registers the source's derived constants with the host store (before any graph binds).
+  Status map_constants() {
+    KILN_ASSIGN_OR_RETURN(auto mapped, source_->mapped_constants());
+    for (MappedConstant& c : mapped) host_constants_.add_mapped(std::move(c.key), c.bytes);
+    return Status::Ok();
+  }
+
  private:
+  // A graph from the source: its stored code; no lowering, no passes, no NVRTC.
+  Result<GraphRunner*> stored_graph(const lower::GraphSpec& spec) {
+    KILN_ASSIGN_OR_RETURN(CudaStoredGraph sg, source_->graph(spec, *dev_));
+    stats_.lower_seconds += sg.load_seconds;  // parsing stands in for lowering and passes
+    const auto t0 = std::chrono::steady_clock::now();
+    // Without PDL the executor's regenerated table is the same (entries, grids and arguments
+    // come from the IR; pdl only adds a prefetch inside kernel bodies): only launches change.
+    CudaExecutorOptions eo = exec_options_;
+    eo.pdl = eo.pdl && sg.pdl;
+    CudaContext cx{dev_.get(), constants_.get(), states_.get(), eo};
+    KILN_ASSIGN_OR_RETURN(auto exec, CudaExecutor::create(spec, std::move(sg.graph),
+                                                          std::move(sg.plan), cx, &sg.image));
+    stats_.bind_seconds += seconds_since(t0);
+    stats_.graphs++;
+    stats_.kernels += exec->launches_per_run();
+    stats_.arena_bytes = std::max(stats_.arena_bytes, exec->arena_bytes());
+    GraphRunner* r = exec.get();
+    graphs_[spec.name()] = std::move(exec);
+    return r;
+  }
+
   const gguf::GgufFile& file_;
   BackendOptions options_;
   int ctx_;
   std::unique_ptr<CudaDevice> dev_;
+  std::unique_ptr<CudaGraphSource> source_;
   GgufWeights weights_;
   ConstantStore host_constants_;
   std::unique_ptr<DeviceConstants> constants_;
@@ -105,6 +139,26 @@ Result<std::unique_ptr<Backend>> make_cuda_backend(const gguf::GgufFile& file,
   KILN_ASSIGN_OR_RETURN(auto dev, open_cuda_device());
   return std::unique_ptr<Backend>(
       std::make_unique<CudaBackend>(file, options, ctx, std::move(dev), cuda));
+}
+
+Result<std::unique_ptr<Backend>> make_cuda_backend(const gguf::GgufFile& file,
+                                                   const BackendOptions& options,
+                                                   const CudaBackendOptions& cuda,
+                                                   std::unique_ptr<CudaGraphSource> source,
+                                                   std::unique_ptr<CudaDevice> device) {
+  if (!source) return make_cuda_backend(file, options, cuda);
+  if (options.kv_type != DType::F16)
+    return make_error("KV cache type ", dtype_name(options.kv_type),
+                      " is not supported on CUDA (f16)");
+  if (!device) {
+    KILN_RETURN_IF_ERROR(cuda_status());
+    KILN_ASSIGN_OR_RETURN(device, open_cuda_device());
+  }
+  KILN_ASSIGN_OR_RETURN(int ctx, resolve_ctx(file, options.ctx));
+  auto b =
+      std::make_unique<CudaBackend>(file, options, ctx, std::move(device), cuda, std::move(source));
+  KILN_RETURN_IF_ERROR(b->map_constants());
+  return std::unique_ptr<Backend>(std::move(b));
 }
 
 }  // namespace kiln::runtime

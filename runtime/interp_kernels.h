@@ -27,6 +27,11 @@ class Scratch {
     return slots_[size_t(slot)].data();
   }
 
+  // Tokens of this run that are real (their position is >= 0; a prefill bucket pads the rest),
+  // 0 when the graph has no `pos` input. ggml-cpu picks its product kernels, and with them the
+  // summation order, by this count, so the kernels that mirror it ask for it (docs/parity.md).
+  int64_t tokens = 0;
+
  private:
   std::vector<std::vector<float>> slots_;
 };

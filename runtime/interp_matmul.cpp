@@ -256,11 +256,13 @@ static float dot_q4_k_8x8(const quant::BlockQ4_K* w, const quant::BlockQ8_K* x, 
 
 // True (and y written) when w and act form one of the K-quant products above.
 static bool mul_mat_ggml_kquant(DType act, const Tensor& w, const float* x, int64_t rows, int64_t K,
-                                float* y) {
+                                int64_t tokens, float* y) {
   const DType t = w.dtype();
   const int64_t N = w.dim(-2);
   const bool q6 = t == DType::Q6_K, q4 = t == DType::Q4_K && N % 8 == 0;
   if (act != DType::Q8_K || !(q6 || q4) || w.rank() != 2 || K % quant::kQK_K != 0) return false;
+  // ggml sees the real tokens of the batch, not a bucket's padding rows.
+  tokens = tokens > 0 && tokens < rows ? tokens : rows;
   const int64_t nb = K / quant::kQK_K;
   std::vector<quant::BlockQ8_K> xq(size_t(rows * nb));
   for (int64_t i = 0; i < rows * nb; ++i)
@@ -272,8 +274,8 @@ static bool mul_mat_ggml_kquant(DType act, const Tensor& w, const float* x, int6
       const quant::BlockQ8_K* xr = xq.data() + i * nb;
       if (q4)  // groups of four rows go to the gemm kernel, the rest to gemv
         y[i * N + n] = dot_q4_k_8x8(reinterpret_cast<const quant::BlockQ4_K*>(wr), xr, nb,
-                                    i < rows - rows % 4);
-      else if (rows < 8)
+                                    i < tokens - tokens % 4);
+      else if (tokens < 8)
         y[i * N + n] = dot_q6_k_vec(reinterpret_cast<const quant::BlockQ6_K*>(wr), xr, nb);
       else
         y[i * N + n] = dot_q6_k_tiled(reinterpret_cast<const quant::BlockQ6_K*>(wr), xr, nb);
@@ -295,7 +297,7 @@ Status run_MulMat(KernelArgs& a) {
     float* xr = a.scratch.get(2, size_t(x.numel()));
     for (int64_t i = 0; i < x.numel() / K; ++i) round_activations(act, xd + i * K, xr + i * K, K);
     if (mul_mat_ggml_legacy(act, w, xd, x.numel() / K, K, y)) return Status::Ok();
-    if (mul_mat_ggml_kquant(act, w, xd, x.numel() / K, K, y)) return Status::Ok();
+    if (mul_mat_ggml_kquant(act, w, xd, x.numel() / K, K, a.scratch.tokens, y)) return Status::Ok();
     xd = xr;
   }
   const size_t w_row = last_row_bytes(*w.type);

@@ -417,6 +417,13 @@ Status Interpreter::run() {
     if (!impl_->inputs[name].set)
       return make_error("interpreter: graph ", impl_->graph.name(), ": input '", name,
                         "' was not set");
+  impl_->scratch.tokens = 0;
+  if (auto pos = impl_->inputs.find("pos");
+      pos != impl_->inputs.end() && pos->second.type->dtype == DType::I32) {
+    const auto* p = reinterpret_cast<const int32_t*>(pos->second.bytes.data());
+    for (size_t i = 0; i < pos->second.bytes.size() / sizeof(int32_t); ++i)
+      impl_->scratch.tokens += p[i] >= 0;
+  }
   impl_->ran = false;
   Status st = interp::execute(*impl_->top);
   if (!st.ok()) return st.error().wrap("interpreter");

@@ -13,11 +13,13 @@
 #include "frontends/gguf/chat_template.h"
 #include "frontends/gguf/gguf_file.h"
 #include "frontends/gguf/tokenizer.h"
+#include "runtime/artifact_cuda.h"  // [cuda]
 #include "runtime/artifact_loader.h"
 #include "runtime/backend.h"
 #include "runtime/context.h"
 #include "runtime/cuda_backend.h"  // [cuda]
 #include "runtime/cuda_driver.h"   // [cuda]
+#include "runtime/memory_trace.h"
 #include "runtime/sampler.h"
 #include "runtime/stop_strings.h"
 
@@ -105,12 +107,14 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
     impl->chat_template = std::move(*tmpl);
   else
     warning = "chat template: " + tmpl.message();  // chat() then reports it
+  runtime::trace_rss("file and tokenizer loaded");
 
   runtime::BackendOptions bo;
   bo.threads = o.threads;
   bo.ctx = eff.ctx;
   bo.microkernels = o.microkernels;
   bo.release_merged_weights = true;  // GgufFile::open maps the file
+  bo.release_compiler_pages = true;
   if (eff.kv_type == "f16")
     bo.kv_type = DType::F16;
   else if (eff.kv_type == "q8_0")
@@ -127,11 +131,21 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
       kind = BackendKind::kAuto;
     }
   }
+  // A CUDA artifact holds GPU code only (loading it already checked that CUDA works here).
+  const bool cuda_artifact = impl->artifact && impl->artifact->artifact->is_cuda();
+  if (cuda_artifact && kind != BackendKind::kCuda)
+    return make_error(path, ": compiled for CUDA (target ",
+                      impl->artifact->artifact->header().get("target"),
+                      "): run it with --device cuda or --device auto");
   std::unique_ptr<runtime::Backend> cuda_backend;
   if (kind == BackendKind::kCuda) {
     runtime::CudaBackendOptions co;
     co.cuda_graph = o.cuda_graph;
-    auto b = runtime::make_cuda_backend(*impl->file, bo, co);
+    auto b = cuda_artifact
+                 ? runtime::make_cuda_backend(
+                       *impl->file, bo, co,
+                       std::make_unique<artifact::CudaArtifactSource>(*impl->artifact->artifact))
+                 : runtime::make_cuda_backend(*impl->file, bo, co);
     if (!b.ok()) return b.error().wrap("--device cuda");
     cuda_backend = std::move(*b);
   }
@@ -149,7 +163,13 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   if (!backend.ok()) return backend.error().wrap(path);
   impl->backend = std::move(*backend);
   KILN_ASSIGN_OR_RETURN(int ctx, runtime::resolve_ctx(*impl->file, eff.ctx));
-  impl->context = std::make_unique<runtime::Context>(*impl->backend, eff.prefill_buckets, ctx);
+  // The interpreter evaluates prompts in exact-length batches, as llama.cpp does, so that its
+  // tokens are llama.cpp's bit for bit (docs/parity.md); the compiled backends use buckets.
+  impl->context = kind == BackendKind::kInterpreter
+                      ? std::make_unique<runtime::Context>(*impl->backend, ctx,
+                                                           runtime::Context::ExactLengths{})
+                      : std::make_unique<runtime::Context>(*impl->backend, eff.prefill_buckets, ctx);
+  runtime::trace_rss("backend made");
 
   ModelInfo& info = impl->info;
   info.path = path;
@@ -286,8 +306,7 @@ Result<Generation> Model::Impl::generate(std::span<const int32_t> prompt, const 
   auto t0 = Clock::now();
   KILN_ASSIGN_OR_RETURN(std::span<const float> logits, cx.eval(prompt.subspan(keep)));
   gen.prefill_seconds = seconds_since(t0);
-  // The decode graph is built (compiled) here, not in the first timed decode step.
-  if (o.max_tokens > 1) KILN_RETURN_IF_ERROR(cx.prepare(1));
+  runtime::trace_rss("prompt evaluated");
 
   runtime::Sampler sampler(o.sampling, info.vocab_size);
   gguf::StreamDecoder decoder(*tokenizer);
@@ -326,6 +345,9 @@ Result<Generation> Model::Impl::generate(std::span<const int32_t> prompt, const 
       break;
     }
     if (done) break;
+    // The decode graph is built (compiled) once the first token is out, so its compile time
+    // delays neither the first token nor the timed decode steps.
+    if (i == 0) KILN_RETURN_IF_ERROR(cx.prepare(1));
     auto t1 = Clock::now();
     auto next = cx.eval(std::span<const int32_t>(&id, 1));
     decode += seconds_since(t1);
@@ -335,6 +357,7 @@ Result<Generation> Model::Impl::generate(std::span<const int32_t> prompt, const 
   }
   if (o.max_tokens == 0) gen.finish = FinishReason::kLength;
   gen.decode_seconds = decode;
+  runtime::trace_rss("generated");
   return gen;
 }
 

@@ -11,6 +11,7 @@
 #include "frontends/gguf/make_model.h"
 #include "passes/pass_manager.h"
 #include "tests/support/test_support.h"
+#include "tests/support/tiny_model.h"
 
 namespace kiln {
 namespace {
@@ -29,28 +30,10 @@ constexpr bool kSanitized = false;
 constexpr bool kSanitized = false;
 #endif
 
-struct Model {
-  std::vector<uint8_t> bytes;
-  std::unique_ptr<gguf::GgufFile> file;
-};
+using test::TinyModel;
 
-Model make(const std::string& preset, DType quant) {
-  Model m;
-  const gguf::ModelPreset* p = gguf::find_preset(preset);
-  EXPECT_TRUE(p) << preset;
-  if (!p) return m;
-  gguf::MakeModelOptions opt;
-  opt.quant = quant;
-  opt.seed = 3;
-  opt.threads = 2;
-  auto w = gguf::make_model(*p, opt);
-  EXPECT_TRUE(w.ok()) << w.message();
-  if (!w.ok()) return m;
-  EXPECT_TRUE(w->to_bytes(&m.bytes).ok());
-  auto f = gguf::GgufFile::parse(m.bytes, preset + ".gguf");
-  EXPECT_TRUE(f.ok()) << f.message();
-  if (f.ok()) m.file = std::move(*f);
-  return m;
+TinyModel make(const std::string& preset, DType quant) {
+  return test::make_tiny_model(preset, quant, 3);
 }
 
 // Lowers, fuses and checks one graph of a model; returns the report.
@@ -98,7 +81,7 @@ class TinyModels : public ::testing::TestWithParam<Case> {};
 
 TEST_P(TinyModels, DecodeAndPrefillRegionsMatchTheInterpreter) {
   if (!cpu::llvm_available()) GTEST_SKIP() << "built without LLVM";
-  Model m = make(GetParam().preset, GetParam().quant);
+  TinyModel m = make(GetParam().preset, GetParam().quant);
   ASSERT_TRUE(m.file);
   for (bool mk : {false, true}) {
     SCOPED_TRACE(mk ? "microkernels" : "library");

@@ -19,6 +19,7 @@
 #include "runtime/cuda_kernel_check.h"
 #include "runtime/interpreter.h"
 #include "support/test_support.h"
+#include "support/tiny_model.h"
 
 // NVRTC (dlopen'ed, not instrumented) keeps process-lifetime allocations that LeakSanitizer would
 // report as leaks of this test; they are not kiln's.
@@ -29,32 +30,10 @@ extern "C" const char* __lsan_default_suppressions() {
 namespace kiln {
 namespace {
 
-struct TinyModel {
-  std::vector<uint8_t> bytes;
-  std::unique_ptr<gguf::GgufFile> file;
-  std::string path;
-};
+using test::TinyModel;
 
 TinyModel make(const std::string& preset, DType quant) {
-  TinyModel m;
-  const gguf::ModelPreset* p = gguf::find_preset(preset);
-  EXPECT_TRUE(p) << preset;
-  if (!p) return m;
-  gguf::MakeModelOptions opt;
-  opt.quant = quant;
-  opt.seed = 5;
-  opt.threads = 2;
-  auto w = gguf::make_model(*p, opt);
-  EXPECT_TRUE(w.ok()) << w.message();
-  if (!w.ok()) return m;
-  EXPECT_TRUE(w->to_bytes(&m.bytes).ok());
-  m.path = test::temp_dir() + "/" + preset + "-" + std::string(dtype_name(quant)) + ".gguf";
-  std::ofstream(m.path, std::ios::binary)
-      .write(reinterpret_cast<const char*>(m.bytes.data()), std::streamsize(m.bytes.size()));
-  auto f = gguf::GgufFile::parse(m.bytes, preset + ".gguf");
-  EXPECT_TRUE(f.ok()) << f.message();
-  if (f.ok()) m.file = std::move(*f);
-  return m;
+  return test::make_tiny_model(preset, quant, 5, /*write=*/true);
 }
 
 struct Built {

@@ -17,32 +17,15 @@
 #include "runtime/cpu_executor.h"
 #include "runtime/thread_pool.h"
 #include "tests/support/test_support.h"
+#include "tests/support/tiny_model.h"
 
 namespace kiln {
 namespace {
 
-struct TinyModel {
-  std::vector<uint8_t> bytes;
-  std::unique_ptr<gguf::GgufFile> file;
-};
+using test::TinyModel;
 
 TinyModel make(const std::string& preset, DType quant) {
-  TinyModel m;
-  const gguf::ModelPreset* p = gguf::find_preset(preset);
-  EXPECT_TRUE(p) << preset;
-  if (!p) return m;
-  gguf::MakeModelOptions opt;
-  opt.quant = quant;
-  opt.seed = 11;
-  opt.threads = 2;
-  auto w = gguf::make_model(*p, opt);
-  EXPECT_TRUE(w.ok()) << w.message();
-  if (!w.ok()) return m;
-  EXPECT_TRUE(w->to_bytes(&m.bytes).ok());
-  auto f = gguf::GgufFile::parse(m.bytes, preset + ".gguf");
-  EXPECT_TRUE(f.ok()) << f.message();
-  if (f.ok()) m.file = std::move(*f);
-  return m;
+  return test::make_tiny_model(preset, quant, 11);
 }
 
 // Logits of the prompt's last token, then of `steps` greedy decode steps, back to back.

@@ -117,6 +117,34 @@ TEST_P(RealModel, PerplexityWithinOnePercentOfLlamaCpp) {
   EXPECT_NEAR(p->ppl, ref, 0.01 * ref);
 }
 
+// The same API on the reference interpreter (--backend interp): it rounds as ggml-cpu does and
+// evaluates a prompt as one exact-length batch, so its greedy tokens are llama.cpp's exactly
+// (docs/parity.md). Three prompts of 16 tokens each, to keep the interpreter's time bounded.
+TEST_P(RealModel, InterpreterBackendTokensAreLlamaCppsExactly) {
+  const std::string which = GetParam();
+  KILN_REQUIRE_MODEL(path, which);
+  auto golden =
+      nlohmann::json::parse(test::read_file(test::data_dir() + "/generation/" + which + ".json"));
+  LoadOptions lo;
+  lo.backend = BackendKind::kInterpreter;
+  lo.ctx = 256;
+  auto model = Model::load(path, lo);
+  ASSERT_TRUE(model.ok()) << model.message();
+  for (int p = 0; p < 3; ++p) {
+    const auto& c = golden["cases"][size_t(p)];
+    const auto expect = c["tokens"].get<std::vector<int32_t>>();
+    (*model)->reset();
+    GenerateOptions o;
+    o.max_tokens = 16;
+    o.sampling = SamplingOptions::greedy();
+    o.ignore_eog = true;
+    auto gen = (*model)->generate(c["prompt_tokens"].get<std::vector<int32_t>>(), o);
+    ASSERT_TRUE(gen.ok()) << gen.message();
+    EXPECT_EQ(gen->tokens, std::vector<int32_t>(expect.begin(), expect.begin() + 16))
+        << which << " prompt " << p;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, RealModel, ::testing::Values("smollm2", "gemma3"));
 
 }  // namespace

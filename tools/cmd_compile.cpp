@@ -33,10 +33,6 @@ int compile(const CompileArgs& a) {
   if (a.weights != "embed" && a.weights != "reference")
     return fail("compile", "--weights must be embed or reference, found '" + a.weights + "'");
   o.embed_weights = a.weights == "embed";
-  if (a.target.rfind("cuda", 0) == 0)
-    return fail("compile", "--target " + a.target +
-                               ": CUDA artifacts are not supported yet (the format reserves "
-                               "cuda.cubin and cuda.ptx sections for them)");
   o.prefill_buckets.clear();
   std::stringstream ss(a.buckets);
   for (std::string item; std::getline(ss, item, ',');) {
@@ -56,13 +52,15 @@ int compile(const CompileArgs& a) {
                    g.passes_seconds, g.codegen_seconds);
     std::string feats;
     for (const std::string& f : r->required_features) feats += (feats.empty() ? "" : ",") + f;
+    for (int arch : r->cuda_archs)
+      feats += (feats.empty() ? "CUDA sm_" : ", sm_") + std::to_string(arch);
     std::fprintf(stderr,
                  "kiln compile: wrote %s (%llu bytes, target %s, weights %s) in %.2f s "
-                 "(sha256 %.2f s, constants %.2f s for %llu bytes, write %.2f s); needs CPU "
-                 "features: %s\n",
+                 "(sha256 %.2f s, constants %.2f s for %llu bytes, write %.2f s); needs %s%s\n",
                  a.out.c_str(), (unsigned long long)r->file_bytes, r->target.c_str(),
                  a.weights.c_str(), r->seconds, r->hash_seconds, r->constants_seconds,
                  (unsigned long long)r->constant_bytes, r->write_seconds,
+                 r->cuda_archs.empty() ? "CPU features: " : "",
                  feats.empty() ? "(none)" : feats.c_str());
   }
   return 0;
@@ -78,7 +76,8 @@ KILN_REGISTER_COMMAND(
               app.add_option("model", a->model, "GGUF model file")->required();
               app.add_option("-o,--output", a->out, "Artifact to write (MODEL.kiln)")->required();
               app.add_option("--target", a->target,
-                             "host, x86-64-v3, x86-64-v4, aarch64, or TRIPLE[:CPU[:FEATURES]]")
+                             "host, x86-64-v3, x86-64-v4, aarch64, TRIPLE[:CPU[:FEATURES]], or "
+                             "cuda:sm_80[,sm_90...] (PTX and cubins for a GPU)")
                   ->capture_default_str();
               app.add_option("-c,--ctx", a->ctx, "KV-cache length (0: min(model, 4096))")
                   ->capture_default_str();

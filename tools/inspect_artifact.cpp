@@ -1,14 +1,57 @@
 // `kiln inspect MODEL.kiln`: an artifact's header, its sections with sizes and checksums, and the
 // IR of its decode graph (--json: every graph's IR). Checksums are verified, except the weights'
 // when they are large (inspection should be instant); `kiln run` verifies all of them.
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "runtime/artifact_cuda.h"
 #include "runtime/artifact_loader.h"
 #include "runtime/artifact_records.h"
 #include "tools/command.h"
 
 namespace kiln::tools {
+namespace {
+
+// A CUDA artifact's code per graph: launches, and the PTX and cubin of every arch with their
+// sizes and the arch the cubin's ELF header names (docs/artifact.md).
+nlohmann::json cuda_summary(const artifact::Artifact& a) {
+  const artifact::ArtifactView& v = a.view();
+  nlohmann::json j;
+  j["archs"] = a.header().get_list("target.cuda_archs");
+  nlohmann::json graphs = nlohmann::json::object();
+  for (const std::string& g : a.graph_names()) {
+    nlohmann::json gj;
+    if (const artifact::SectionEntry* k = v.find(artifact::SectionKind::kCudaKernels, g)) {
+      auto rec = artifact::decode_cuda_kernels(v.text(*k));
+      if (rec.ok()) {
+        gj["launches"] = rec->launches;
+        gj["distinct_kernels"] = rec->distinct;
+        gj["source_fnv1a"] = rec->source_hash;
+      } else {
+        gj["error"] = rec.message();
+      }
+    }
+    for (const std::string& arch : a.header().get_list("target.cuda_archs")) {
+      const std::string name = g + "." + arch;
+      if (const artifact::SectionEntry* s = v.find(artifact::SectionKind::kCudaPtx, name)) {
+        auto pa = artifact::ptx_arch(v.text(*s));
+        gj["ptx"][arch] = {{"bytes", s->size},
+                           {"target", pa.ok() ? "sm_" + std::to_string(*pa) : pa.message()}};
+      }
+      if (const artifact::SectionEntry* s = v.find(artifact::SectionKind::kCudaCubin, name)) {
+        auto ca = artifact::cubin_arch(v.data(*s));
+        gj["cubin"][arch] = {{"bytes", s->size},
+                             {"elf_arch", ca.ok() ? "sm_" + std::to_string(*ca) : ca.message()}};
+      }
+    }
+    graphs[g] = gj;
+  }
+  j["graphs"] = graphs;
+  return j;
+}
+
+}  // namespace
 
 bool is_artifact_path(const std::string& path) {
   return artifact::is_artifact_file(path);
@@ -44,6 +87,7 @@ int inspect_artifact(const std::string& path, bool json) {
       if (s.kind == artifact::SectionKind::kGraphIr) irs[s.name] = std::string(v.text(s));
     }
     j["sections"] = secs;
+    if ((*a)->is_cuda()) j["cuda"] = cuda_summary(**a);
     j["ir"] = irs;
     std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
@@ -54,13 +98,46 @@ int inspect_artifact(const std::string& path, bool json) {
   std::printf("this host     %s\n", host.ok() ? "can run it" : host.message().c_str());
   std::printf("\nheader\n");
   for (const auto& [k, val] : v.header.values) std::printf("  %-20s %s\n", k.c_str(), val.c_str());
-  std::printf("\nsections\n  %-14s %-16s %12s %12s %10s\n", "kind", "name", "offset", "bytes",
-              "crc32c");
+  int name_width = 16;  // wider for CUDA sections ("prefill_t128_b1.sm_90")
   for (const artifact::SectionEntry& s : v.sections)
-    std::printf("  %-14s %-16s %12llu %12llu %08x\n",
-                std::string(artifact::section_kind_name(s.kind)).c_str(),
+    name_width = std::max(name_width, int(s.name.size()));
+  std::printf("\nsections\n  %-14s %-*s %12s %12s %10s\n", "kind", name_width, "name", "offset",
+              "bytes", "crc32c");
+  for (const artifact::SectionEntry& s : v.sections)
+    std::printf("  %-14s %-*s %12llu %12llu %08x\n",
+                std::string(artifact::section_kind_name(s.kind)).c_str(), name_width,
                 s.name.empty() ? "-" : s.name.c_str(), (unsigned long long)s.offset,
                 (unsigned long long)s.size, s.crc32c);
+  if ((*a)->is_cuda()) {
+    const nlohmann::json c = cuda_summary(**a);
+    const std::vector<std::string> archs = (*a)->header().get_list("target.cuda_archs");
+    std::string list;
+    for (const std::string& x : archs) list += (list.empty() ? "" : ",") + x;
+    std::printf(
+        "\ncuda          code for %s: PTX and a cubin per graph and arch (bytes; the arch "
+        "named by the PTX .target and the cubin's ELF header)\n  %-16s %8s",
+        list.c_str(), "graph", "launches");
+    for (const std::string& x : archs)
+      std::printf("  %21s  %21s", ("ptx " + x).c_str(), ("cubin " + x).c_str());
+    std::printf("\n");
+    for (const std::string& g : (*a)->graph_names()) {
+      const nlohmann::json& gj = c.at("graphs").at(g);
+      std::printf("  %-16s %8s", g.c_str(),
+                  gj.contains("launches") ? std::to_string(int(gj["launches"])).c_str() : "?");
+      for (const std::string& x : archs) {
+        for (const char* kind : {"ptx", "cubin"}) {
+          std::string cell = "missing";
+          if (gj.contains(kind) && gj[kind].contains(x)) {
+            const nlohmann::json& e = gj[kind][x];
+            cell = std::to_string(uint64_t(e["bytes"])) + " " +
+                   std::string(e[kind == std::string("ptx") ? "target" : "elf_arch"]);
+          }
+          std::printf("  %21s", cell.c_str());
+        }
+      }
+      std::printf("\n");
+    }
+  }
   if (const artifact::SectionEntry* c = v.find(artifact::SectionKind::kConstants)) {
     // What binding reads in place of evaluating or repacking (docs/artifact.md).
     auto stored = artifact::decode_constants(v.data(*c));

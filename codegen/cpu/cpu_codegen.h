@@ -102,6 +102,11 @@ Result<std::unique_ptr<JitProgram>> load_object(const ObjectCode& code);
 // True when this build has the LLVM backend.
 bool llvm_available();
 
+// Drops the resident pages of LLVM's own machine code (clean pages of a read-only file mapping;
+// compiling again faults back in what it runs), after a graph is compiled or linked: kernels
+// never call into LLVM. Nothing happens without LLVM. Safe while other threads run LLVM.
+void release_compiler_pages();
+
 // Features of `target` that code compiled for it may use ("avx2", "fma", "neon", ...), and
 // those of them this host lacks (empty: the host runs the code).
 Result<std::vector<std::string>> target_features(const Target& target);

@@ -189,7 +189,7 @@ KL_DEV float kl_gelu_tanh_f16(float x) {
   if (x >= 10.0f) return x;
   const float h = kl_round_f16(x);
   const float c = 0.79788456080286535587989211986876f;
-  const float inner = kl_mul(kl_mul(c, h), kl_add(1.0f, kl_mul(kl_mul(0.044715f, h), h)));
+  const float inner = kl_mul(kl_mul(c, h), fmaf(kl_mul(0.044715f, h), h, 1.0f));  // as ggml's table
   const float y = kl_mul(kl_mul(0.5f, h), kl_add(1.0f, tanhf(inner)));
   return kl_round_f16(y);
 }

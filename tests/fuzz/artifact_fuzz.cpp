@@ -11,6 +11,7 @@
 
 #include "frontends/gguf/gguf_file.h"
 #include "passes/memory_plan.h"
+#include "runtime/artifact_cuda.h"
 #include "runtime/artifact_format.h"
 #include "runtime/artifact_loader.h"
 #include "runtime/artifact_records.h"
@@ -43,6 +44,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       case SectionKind::kTokenizer:
         if (auto r = gguf::GgufFile::parse(v.data(s)); r.ok()) sink += (*r)->metadata().size();
+        break;
+      case SectionKind::kCudaKernels:
+        if (auto r = decode_cuda_kernels(v.text(s)); r.ok()) sink += uint64_t(r->launches);
+        break;
+      case SectionKind::kCudaCubin:
+        if (auto r = cubin_arch(v.data(s)); r.ok()) sink += uint64_t(*r);
+        break;
+      case SectionKind::kCudaPtx:
+        if (auto r = ptx_arch(v.text(s)); r.ok()) sink += uint64_t(*r);
         break;
       default:
         break;
