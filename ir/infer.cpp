@@ -148,6 +148,8 @@ R infer_Reshape(const InferInput& in) {
   TensorType out{x.dtype, in.attrs->ints("shape")};
   for (int64_t d : out.shape)
     if (d <= 0) return err(Op::Reshape, "dims must be positive: ", shape_str(out.shape));
+  if (!shape_in_range(out.shape))
+    return err(Op::Reshape, "shape ", shape_str(out.shape), " holds more than 2^40 elements");
   if (out.numel() != x.numel())
     return err(Op::Reshape, "cannot reshape ", x.str(), " to ", shape_str(out.shape));
   if (is_quantized(x.dtype) && (out.rank() == 0 || out.dim(-1) != x.dim(-1)))
@@ -161,7 +163,9 @@ R infer_View(const InferInput& in) {
   int64_t off = in.attrs->i("offset");
   for (int64_t d : out.shape)
     if (d <= 0) return err(Op::View, "dims must be positive: ", shape_str(out.shape));
-  if (off < 0 || off + out.numel() > x.numel())
+  if (!shape_in_range(out.shape))
+    return err(Op::View, "shape ", shape_str(out.shape), " holds more than 2^40 elements");
+  if (off < 0 || off > kMaxElements || off + out.numel() > x.numel())
     return err(Op::View, "window [", off, ", +", out.numel(), ") outside ", x.str());
   if (is_quantized(x.dtype) && (out.dim(-1) != x.dim(-1) || off % x.dim(-1)))
     return err(Op::View, "a quantized view must take whole rows");
@@ -188,7 +192,7 @@ R infer_Slice(const InferInput& in) {
   const TensorType& x = arg(in, 0);
   int64_t axis = in.attrs->i("axis"), start = in.attrs->i("start"), size = in.attrs->i("size");
   if (axis < 0 || axis >= x.rank()) return err(Op::Slice, "axis ", axis, " out of range for ", x.str());
-  if (start < 0 || size <= 0 || start + size > x.shape[size_t(axis)])
+  if (start < 0 || size <= 0 || start > x.shape[size_t(axis)] - size)
     return err(Op::Slice, "[", start, ", +", size, ") out of range for ", x.str());
   if (!last_axis_ok(x, int(axis))) return err(Op::Slice, "cannot split the blocks of ", x.str());
   Shape out = x.shape;
@@ -209,6 +213,7 @@ R infer_Concat(const InferInput& in) {
       if (d != axis && y.shape[size_t(d)] != x.shape[size_t(d)])
         return err(Op::Concat, "operands differ off the axis: ", x.str(), ", ", y.str());
     out[size_t(axis)] += y.shape[size_t(axis)];
+    if (!shape_in_range(out)) return err(Op::Concat, "result holds more than 2^40 elements");
   }
   return Types{{x.dtype, out}};
 }
@@ -234,7 +239,9 @@ R infer_AttnMask(const InferInput& in) {
   if (pos.rank() != 2 || !is_index_type(pos.dtype)) return err(Op::AttnMask, "positions must be i32[B, T]");
   int64_t ctx = in.attrs->i("ctx");
   if (ctx <= 0) return err(Op::AttnMask, "ctx must be positive");
-  return Types{{DType::F32, {pos.dim(0), pos.dim(1), ctx}}};
+  const Shape out{pos.dim(0), pos.dim(1), ctx};
+  if (!shape_in_range(out)) return err(Op::AttnMask, "ctx ", ctx, " makes more than 2^40 elements");
+  return Types{{DType::F32, out}};
 }
 
 R infer_Attention(const InferInput& in) {

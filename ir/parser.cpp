@@ -358,12 +358,9 @@ class Parser {
     KILN_RETURN_IF_ERROR(advance());
     KILN_RETURN_IF_ERROR(parse_int_list(t.shape));
     if (t.shape.size() > kMaxRank) return error("rank above " + std::to_string(kMaxRank));
-    int64_t n = 1;
-    for (int64_t dim : t.shape) {
+    for (int64_t dim : t.shape)
       if (dim <= 0) return error("dimensions must be positive");
-      if (dim > (int64_t(1) << 40) / n) return error("tensor too large");
-      n *= dim;
-    }
+    if (!shape_in_range(t.shape)) return error("tensor too large");
     return Status::Ok();
   }
 

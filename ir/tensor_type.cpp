@@ -17,13 +17,24 @@ std::optional<uint64_t> TensorType::bytes() const {
   return *rb * uint64_t(numel() / std::max<int64_t>(shape.back(), 1));
 }
 
+bool shape_in_range(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) {
+    if (d <= 0 || d > kMaxElements / n) return false;
+    n *= d;
+  }
+  return true;
+}
+
 std::string shape_str(const Shape& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
   return out + "]";
 }
 
-std::string TensorType::str() const { return std::string(dtype_name(dtype)) + shape_str(shape); }
+std::string TensorType::str() const {
+  return std::string(dtype_name(dtype)) + shape_str(shape);
+}
 
 std::vector<int64_t> strides_of(const Shape& s) {
   std::vector<int64_t> st(s.size(), 1);

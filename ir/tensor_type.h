@@ -28,6 +28,11 @@ struct TensorType {
 };
 
 std::string shape_str(const Shape& s);  // "[1, 576]"
+// Tensors hold at most kMaxElements (2^40) elements. Shapes are checked where they enter the IR
+// (the parser's types, shape attributes in shape inference), so numel() never overflows.
+inline constexpr int64_t kMaxElements = int64_t(1) << 40;
+// True when every dim is positive and the element count is at most kMaxElements.
+bool shape_in_range(const Shape& s);
 // Row-major strides in elements.
 std::vector<int64_t> strides_of(const Shape& s);
 // numpy broadcasting of two shapes; nullopt when incompatible.
