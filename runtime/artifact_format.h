@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "ir/status.h"
+#include "runtime/crc32c.h"
 
 namespace kiln::artifact {
 
@@ -96,8 +98,9 @@ struct ParseOptions {
   bool verify_sections = true;
   // Give back the resident pages of the weights section (the embedded GGUF) once its checksum is
   // computed (madvise MADV_DONTNEED), so that checking does not leave it all resident: kernels
-  // read most weights through the constants section and fault in only what they read of it. Only for bytes that are a read-only file mapping (Artifact::open): on
-  // other memory it would zero them.
+  // read most weights through the constants section and fault in only what they read of it. Only
+  // for bytes that are a read-only file mapping (Artifact::open): on other memory it would zero
+  // them.
   bool release_checked_pages = false;
 };
 
@@ -108,6 +111,11 @@ bool has_magic(std::span<const uint8_t> bytes);
 // checksum. `name` is the file name for messages.
 Result<ArtifactView> parse(std::span<const uint8_t> bytes, const std::string& name,
                            const ParseOptions& options = {});
+// Checks the CRC32C of the sections `which` accepts (all when empty), on every core; the
+// loader checks the tokenizer's first so that it can build the tokenizer during the rest.
+Status verify_sections(const ArtifactView& view, const std::string& name,
+                       const ParseOptions& options,
+                       const std::function<bool(const SectionEntry&)>& which = {});
 
 // The bytes of prefix + header + table for `header` and `sections` (offsets already assigned),
 // with the header checksum filled in: what the writer puts at offset 0.
@@ -118,8 +126,7 @@ uint64_t head_bytes(const Header& header, size_t num_sections);
 // use it so that the edit, not the checksum, is what the loader rejects).
 Status reseal_header(std::span<uint8_t> bytes);
 
-// Checksums: CRC32C (Castagnoli; SSE4.2 when the CPU has it) and SHA-256.
-uint32_t crc32c(std::span<const uint8_t> bytes, uint32_t crc = 0);
+// Checksums: CRC32C (crc32c.h) and SHA-256.
 std::array<uint8_t, 32> sha256(std::span<const uint8_t> bytes);
 std::string hex(std::span<const uint8_t> bytes);
 

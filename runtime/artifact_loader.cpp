@@ -1,8 +1,10 @@
 #include "runtime/artifact_loader.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <future>
 
 #include "codegen/cpu/cpu_codegen.h"
 #include "ir/parser.h"
@@ -61,9 +63,9 @@ Result<std::unique_ptr<Artifact>> Artifact::open(const std::string& path,
   KILN_ASSIGN_OR_RETURN(auto map, MappedFile::open(path));
   std::unique_ptr<Artifact> a(new Artifact());
   a->path_ = path;
-  ParseOptions po = options;
-  po.release_checked_pages = true;  // a read-only file mapping: safe to drop, refaults
-  KILN_ASSIGN_OR_RETURN(a->view_, parse(map->bytes(), path, po));
+  a->options_ = options;
+  a->options_.release_checked_pages = true;  // a read-only file mapping: safe to drop, refaults
+  KILN_ASSIGN_OR_RETURN(a->view_, parse(map->bytes(), path, a->options_));
   a->map_ = std::move(map);
   KILN_RETURN_IF_ERROR(a->read_header());
   return a;
@@ -89,11 +91,19 @@ Status Artifact::read_header() {
   if (!kv || (*kv != DType::F16 && *kv != DType::Q8_0))
     return err("header: bad kv_type '", h.get("kv_type"), "'");
   kv_type_ = *kv;
-  for (const std::string& b : h.get_list("prefill_buckets")) {
-    if (b.empty() || b.size() > 8 || b.find_first_not_of("0123456789") != std::string::npos)
-      return err("header: bad prefill bucket '", b, "'");
-    buckets_.push_back(std::stoi(b));
-  }
+  auto numbers = [&](const char* key, std::vector<int>& out) -> Status {
+    for (const std::string& b : h.get_list(key)) {
+      if (b.empty() || b.size() > 8 || b.find_first_not_of("0123456789") != std::string::npos)
+        return err("header: bad ", key, " value '", b, "'");
+      out.push_back(std::stoi(b));
+    }
+    return Status::Ok();
+  };
+  KILN_RETURN_IF_ERROR(numbers("prefill_buckets", buckets_));
+  KILN_RETURN_IF_ERROR(numbers("batch", batches_));
+  if (batches_.empty()) batches_ = {1};
+  slots_ = *std::max_element(batches_.begin(), batches_.end());
+  if (slots_ < 1 || slots_ > 4096) return err("header: bad batch '", h.get("batch"), "'");
   const std::string w = h.get("weights");
   if (w == "embed") {
     if (!view_.find(SectionKind::kWeights)) return err("weights=embed but no weights section");
@@ -142,16 +152,35 @@ bool is_artifact_file(const std::string& path) {
   return has_magic(m);
 }
 
-Result<std::unique_ptr<LoadedArtifact>> load_artifact(const std::string& path) {
+Status Artifact::verify(const std::function<bool(const SectionEntry&)>& which) const {
+  return verify_sections(view_, path_, options_, which);
+}
+
+Result<std::unique_ptr<LoadedArtifact>> load_artifact(const std::string& path,
+                                                      const MetadataReady& on_metadata) {
   const auto t0 = Clock::now();
   auto out = std::make_unique<LoadedArtifact>();
-  KILN_ASSIGN_OR_RETURN(out->artifact, Artifact::open(path));
+  ParseOptions po;
+  po.verify_sections = false;  // below: the tokenizer's first
+  KILN_ASSIGN_OR_RETURN(out->artifact, Artifact::open(path, po));
   const Artifact& a = *out->artifact;
+  auto is_tokenizer = [](const SectionEntry& s) { return s.kind == SectionKind::kTokenizer; };
+  KILN_RETURN_IF_ERROR(a.verify(is_tokenizer));
+  // The tokenizer's metadata is parsed, and handed to on_metadata, on a thread of its own while
+  // the other sections (hundreds of MB) are checked: a 262k vocabulary takes tens of ms.
+  auto metadata = std::async(std::launch::async, [&]() -> Status {
+    auto md = gguf::GgufFile::parse(a.view().data(*a.view().find(SectionKind::kTokenizer)),
+                                    path + " (tokenizer section)");
+    if (!md.ok()) return md.error();
+    out->metadata = std::move(*md);
+    if (on_metadata) on_metadata(*out->metadata);
+    return Status::Ok();
+  });
+  Status checked = a.verify([&](const SectionEntry& s) { return !is_tokenizer(s); });
+  Status parsed = metadata.get();
+  KILN_RETURN_IF_ERROR(checked);
+  KILN_RETURN_IF_ERROR(parsed);
   KILN_RETURN_IF_ERROR(a.check_host());
-  auto md = gguf::GgufFile::parse(a.view().data(*a.view().find(SectionKind::kTokenizer)),
-                                  path + " (tokenizer section)");
-  if (!md.ok()) return md.error();
-  out->metadata = std::move(*md);
   if (const SectionEntry* w = a.view().find(SectionKind::kWeights)) {
     auto f = gguf::GgufFile::parse(a.view().data(*w), path + " (weights section)");
     if (!f.ok()) return f.error();
@@ -190,12 +219,15 @@ Result<StoredGraph> read_graph(const Artifact& artifact, const lower::GraphSpec&
   auto err = [&](const Error& e) { return e.wrap(artifact.path() + ": graph " + name); };
   auto stored = decode_spec(v.text(*spec_s));
   if (!stored.ok()) return err(stored.error());
+  // Slots 0 means "as many as the batch" (artifacts written before batch lists).
+  auto slots = [](const lower::GraphSpec& s) { return s.slots > 0 ? s.slots : s.batch; };
   if (stored->ctx != spec.ctx || stored->kv_type != spec.kv_type ||
       stored->all_logits != spec.all_logits || stored->batch != spec.batch ||
-      stored->tokens != spec.tokens || stored->slots != spec.slots)
+      stored->tokens != spec.tokens || slots(*stored) != slots(spec))
     return make_error(artifact.path(), ": graph ", name, " was compiled for ctx ", stored->ctx,
-                      ", kv ", dtype_name(stored->kv_type), "; asked for ctx ", spec.ctx, ", kv ",
-                      dtype_name(spec.kv_type));
+                      ", kv ", dtype_name(stored->kv_type), ", ", slots(*stored),
+                      " sequence slots; asked for ctx ", spec.ctx, ", kv ",
+                      dtype_name(spec.kv_type), ", ", slots(spec), " slots");
   StoredGraph out;
   auto graph = ir::parse(v.text(*v.find(SectionKind::kGraphIr, name)));
   if (!graph.ok()) return err(graph.error());

@@ -5,6 +5,7 @@
 // load; xbyak microkernels are generated at first use as on the JIT path (cheap: see the doc).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,10 +34,16 @@ class Artifact {
   // An error when this host cannot run the artifact's code: another architecture, or CPU
   // features it lacks (named).
   Status check_host() const;
+  // Checks the checksums of the sections `which` accepts (all when empty), when open() was told
+  // not to (ParseOptions::verify_sections).
+  Status verify(const std::function<bool(const SectionEntry&)>& which = {}) const;
 
   int ctx() const { return ctx_; }
   DType kv_type() const { return kv_type_; }
   const std::vector<int>& prefill_buckets() const { return buckets_; }
+  // The batch sizes it has decode graphs for, and the KV-cache sequence slots (their maximum).
+  const std::vector<int>& batches() const { return batches_; }
+  int slots() const { return slots_; }
   std::vector<std::string> graph_names() const;
   // Compiled for a GPU (`--target cuda:...`, runtime/artifact_cuda.h), not for a CPU.
   bool is_cuda() const { return header().get("target.arch") == "cuda"; }
@@ -48,9 +55,12 @@ class Artifact {
   std::unique_ptr<MappedFile> map_;
   ArtifactView view_;
   std::string path_;
+  ParseOptions options_;
   int ctx_ = 0;
   DType kv_type_ = DType::F16;
   std::vector<int> buckets_;
+  std::vector<int> batches_;
+  int slots_ = 1;
 };
 
 // An artifact ready to run: the artifact, its tokenizer metadata and its weights.
@@ -62,8 +72,12 @@ struct LoadedArtifact {
 };
 
 // Opens and checks everything: checksums, host, and for --weights reference that the GGUF at
-// the recorded path has the recorded size and sha256.
-Result<std::unique_ptr<LoadedArtifact>> load_artifact(const std::string& path);
+// the recorded path has the recorded size and sha256. `on_metadata` is called with the tokenizer
+// section's metadata, once its checksum is verified, on another thread while the other sections
+// are checked (a caller builds its tokenizer there); it has returned when load_artifact does.
+using MetadataReady = std::function<void(const gguf::GgufFile& metadata)>;
+Result<std::unique_ptr<LoadedArtifact>> load_artifact(const std::string& path,
+                                                      const MetadataReady& on_metadata = {});
 
 // True when the file at `path` starts with the artifact magic, or its name ends in .kiln.
 bool is_artifact_file(const std::string& path);

@@ -110,6 +110,22 @@ Status write_file(const std::string& path, const Header& header, std::vector<Pen
   return Status::Ok();
 }
 
+// A GGUF with the source's tensors named in `names` (bytes unchanged) and its metadata, less the
+// tokenizer's (the tokenizer section has it): what the CPU kernels of an artifact read as stored.
+Result<std::vector<uint8_t>> kernel_weights_gguf(const gguf::GgufFile& file,
+                                                 const std::set<std::string>& names) {
+  gguf::GgufWriter w;
+  for (const auto& [key, value] : file.metadata().entries())
+    if (key != "general.alignment" && key.rfind("tokenizer.", 0) != 0) w.metadata().set(key, value);
+  w.set_alignment(64);  // a cache line: kernels read these in place
+  for (const gguf::TensorInfo& t : file.tensors())
+    if (names.count(t.name))
+      KILN_RETURN_IF_ERROR(w.add_tensor(t.name, t.type, t.dims, file.span(t)));
+  std::vector<uint8_t> bytes;
+  KILN_RETURN_IF_ERROR(w.to_bytes(&bytes));
+  return bytes;
+}
+
 }  // namespace
 
 Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::string& out_path,
@@ -120,7 +136,12 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
   const bool cuda = is_cuda_target(o.target);
   if (!cuda && !cpu::llvm_available())
     return make_error("kiln compile needs LLVM, and kiln was built without it");
-  if (o.batch != 1) return make_error("--batch ", o.batch, ": only batch 1 is supported today");
+  const std::set<int> batches(o.batches.begin(), o.batches.end());
+  if (batches.empty() || *batches.begin() < 1 || *batches.rbegin() > kMaxBatch)
+    return make_error("--batch: each batch size must be 1 to ", kMaxBatch);
+  if (cuda && batches != std::set<int>{1})
+    return make_error("target '", o.target, "': CUDA artifacts are compiled for batch 1");
+  const int slots = *batches.rbegin();
   if (o.kv_type != DType::F16 && o.kv_type != DType::Q8_0)
     return make_error("KV cache type ", dtype_name(o.kv_type), " is not supported (f16, q8_0)");
   std::vector<int> cuda_archs;
@@ -142,12 +163,18 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
   const std::string sha = hex(sha256(file->bytes()));
   report.hash_seconds = seconds_since(t0);
 
+  // Every graph addresses the same KV cache of `slots` sequences: decode graphs per batch size,
+  // prefill graphs for one sequence (into any slot) per bucket.
   std::vector<lower::GraphSpec> specs;
   lower::GraphSpec decode;
-  decode.batch = o.batch;
   decode.ctx = ctx;
   decode.kv_type = o.kv_type;
-  specs.push_back(decode);
+  decode.slots = slots;
+  for (int b : batches) {
+    decode.batch = b;
+    specs.push_back(decode);
+  }
+  decode.batch = 1;
   std::vector<int> buckets;
   for (int b : std::set<int>(o.prefill_buckets.begin(), o.prefill_buckets.end())) {
     if (b < 2) return make_error("prefill bucket ", b, ": must be at least 2 (1 is decode)");
@@ -167,6 +194,7 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
   runtime::GgufWeights weights(*file);
   runtime::ConstantStore constants(weights);
   std::set<std::string> constant_keys;
+  std::set<std::string> raw_weights;  // what CPU kernels read from the GGUF as stored
   std::vector<std::string> graph_names;
   for (const lower::GraphSpec& spec : specs) {
     GraphReport g;
@@ -212,9 +240,10 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
     g.object_bytes = obj->bytes.size();
     for (const std::string& f : obj->required_features) features.insert(f);
     t0 = Clock::now();
-    auto keys = runtime::make_bind_constants(*graph, obj->kernels, weights, constants);
-    if (!keys.ok()) return keys.error().wrap(g.name + ": constants");
-    constant_keys.insert(keys->begin(), keys->end());
+    auto bound = runtime::make_bind_constants(*graph, obj->kernels, weights, constants);
+    if (!bound.ok()) return bound.error().wrap(g.name + ": constants");
+    constant_keys.insert(bound->keys.begin(), bound->keys.end());
+    raw_weights.insert(bound->raw_weights.begin(), bound->raw_weights.end());
     report.constants_seconds += seconds_since(t0);
     add_text(sections, SectionKind::kGraphKernels, g.name, encode_kernels(obj->kernels));
     add_owned(sections, SectionKind::kGraphObject, g.name, std::move(obj->bytes));
@@ -243,11 +272,18 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
 
   std::error_code ec;
   const std::string abs_path = std::filesystem::absolute(gguf_path, ec).string();
-  if (o.embed_weights) {
+  if (o.embed_weights && !cuda) {
+    // Only the weights kernels read as stored: the others are in the constants section, packed
+    // or merged, and a second copy would double the file and the time to check it.
+    KILN_ASSIGN_OR_RETURN(auto stripped, kernel_weights_gguf(*file, raw_weights));
+    report.embedded_tensors = raw_weights.size();
+    add_owned(sections, SectionKind::kWeights, "", std::move(stripped));
+  } else if (o.embed_weights) {
     Pending p;
     p.entry.kind = SectionKind::kWeights;
-    p.bytes = file->bytes();  // the GGUF whole: its tensor data keeps its own alignment
+    p.bytes = file->bytes();  // CUDA reads every weight from the GGUF, whole
     sections.push_back(std::move(p));
+    report.embedded_tensors = file->tensors().size();
   } else {
     add_text(sections, SectionKind::kWeightsRef, "",
              "path=" + abs_path + "\nsize=" + std::to_string(file->file_size()) +
@@ -272,8 +308,21 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
   v["source.sha256"] = sha;
   v["source.size"] = std::to_string(file->file_size());
   v["architecture"] = file->architecture();
+  // What Model::info reports, which the embedded GGUF (only the weights kernels read) cannot say.
+  uint64_t parameters = 0, weight_bytes = 0;
+  for (const gguf::TensorInfo& t : file->tensors()) {
+    parameters += t.elements();
+    weight_bytes += t.bytes;
+  }
+  v["model.parameters"] = std::to_string(parameters);
+  v["model.weight_bytes"] = std::to_string(weight_bytes);
+  if (const gguf::TensorInfo* t = file->find_tensor("token_embd.weight"); t && t->dims.size() == 2)
+    v["model.vocab_size"] = std::to_string(t->dims[1]);
   v["ctx"] = std::to_string(ctx);
-  v["batch"] = std::to_string(o.batch);
+  std::vector<std::string> bl;
+  for (int b : batches) bl.push_back(std::to_string(b));
+  v["batch"] = join(bl);
+  v["slots"] = std::to_string(slots);
   v["kv_type"] = std::string(dtype_name(o.kv_type));
   std::vector<std::string> bs;
   for (int b : buckets) bs.push_back(std::to_string(b));
@@ -282,6 +331,8 @@ Result<CompileReport> compile_artifact(const std::string& gguf_path, const std::
   v["pipeline"] = o.pipeline;
   v["microkernels"] = co.microkernels ? "1" : "0";
   v["weights"] = o.embed_weights ? "embed" : "reference";
+  // The embedded GGUF holds only what the compiled kernels read (the interpreter cannot run it).
+  if (o.embed_weights && !cuda) v["weights.subset"] = "kernels";
   // Compile time and host are deliberately not recorded: the same inputs give the same bytes.
 
   t0 = Clock::now();

@@ -15,8 +15,10 @@ struct CompileOptions {
   // cpu::Target::parse (host, x86-64-v3, x86-64-v4, aarch64, ...) or cuda:sm_80[,sm_90...]
   // (runtime/artifact_cuda.h: PTX and a cubin per graph and arch)
   std::string target = "host";
-  int ctx = 0;                  // KV-cache length (0: min(model context, 4096))
-  int batch = 1;                // sequences per call (only 1 today: the runtime runs one sequence)
+  int ctx = 0;  // KV-cache length (0: min(model context, 4096))
+  // Decode graphs for these batch sizes (sequences decoded together, Model::generate_batch); the
+  // KV cache then has max(batches) sequence slots, which every graph addresses.
+  std::vector<int> batches = {1};
   std::vector<int> prefill_buckets = {32, 128, 512};  // those above ctx are dropped
   DType kv_type = DType::F16;                         // F16 or Q8_0
   bool embed_weights = true;  // false: --weights reference (path + sha256 of the GGUF)
@@ -31,6 +33,8 @@ struct GraphReport {
   double lower_seconds = 0, passes_seconds = 0, codegen_seconds = 0;
 };
 
+inline constexpr int kMaxBatch = 256;
+
 struct CompileReport {
   std::vector<GraphReport> graphs;
   std::vector<std::string> required_features;
@@ -40,6 +44,7 @@ struct CompileReport {
   double hash_seconds = 0;       // sha256 of the GGUF
   double constants_seconds = 0;  // derived constants and packed weights (the constants section)
   uint64_t constant_bytes = 0;   // their bytes
+  size_t embedded_tensors = 0;   // weights in the embedded GGUF (CPU: those kernels read as stored)
   double write_seconds = 0;      // writing the file
   double seconds = 0;            // everything
 };

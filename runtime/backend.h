@@ -41,6 +41,9 @@ struct BackendOptions {
   int threads = 0;             // CPU threads, the caller included (0: one per core)
   int ctx = 0;                 // KV-cache length (0: min(model context, 4096))
   DType kv_type = DType::F16;  // F16 or Q8_0
+  // Sequences the KV cache holds (its slots): graphs decode up to this many together
+  // (Model::generate_batch), and a prefill writes any one of them.
+  int slots = 1;
   std::string pipeline = "canonicalize,merge-parallel-matmuls,fuse,plan-memory";
   bool microkernels = true;  // CPU: xbyak microkernels for quantized products
   // CPU: give back the resident pages of weights once they are copied (packed, or read by a
@@ -74,13 +77,16 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;  // "cpu", "interp"
   virtual int threads() const = 0;
-  // The graph of `spec`, built on first request and kept. spec.ctx and spec.kv_type are set from
-  // the backend's options.
+  // The graph of `spec`, built on first request and kept. spec.ctx, spec.kv_type and spec.slots
+  // are set from the backend's options (a batch above the slots is an error).
   virtual Result<GraphRunner*> graph(lower::GraphSpec spec) = 0;
   // Zeroes the KV cache (a new conversation).
   virtual void reset_states() = 0;
   virtual BackendStats stats() const = 0;
 };
+
+// options.slots, or an error when `spec` decodes more sequences than that.
+Result<int> checked_slots(const lower::GraphSpec& spec, const BackendOptions& options);
 
 // The KV-cache length a backend with these options uses for `file` (ctx 0: min(model, 4096)).
 Result<int> resolve_ctx(const gguf::GgufFile& file, int ctx);

@@ -82,7 +82,7 @@ Result<std::span<const float>> Context::run_chunk(std::span<const int32_t> token
     in_tokens_[size_t(i)] = i < n ? tokens[size_t(i)] : tokens[size_t(n - 1)];
     in_pos_[size_t(i)] = i < n ? int32_t(tokens_.size()) + i : -1;
   }
-  const int32_t seq = 0, last = n - 1;
+  const int32_t seq = slot_, last = n - 1;
   const auto b = size_t(bucket);
   KILN_RETURN_IF_ERROR(g->set_input("tokens", std::span<const int32_t>(in_tokens_.data(), b)));
   KILN_RETURN_IF_ERROR(g->set_input("pos", std::span<const int32_t>(in_pos_.data(), b)));

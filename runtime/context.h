@@ -56,6 +56,11 @@ class Context {
   // compilation is not timed as evaluation.
   Status prepare(int n);
 
+  // The KV-cache sequence slot this context writes and reads (0 by default; a backend holds
+  // BackendOptions::slots of them). Set before the first evaluation.
+  void use_slot(int slot) { slot_ = slot; }
+  int slot() const { return slot_; }
+
   int n_past() const { return int(tokens_.size()); }
   int ctx() const { return ctx_; }
   const std::vector<int32_t>& tokens() const { return tokens_; }
@@ -75,6 +80,7 @@ class Context {
   // Graphs by bucket index (decode last), looked up once: the backend's lookup builds a name.
   std::vector<GraphRunner*> runners_;  // per bucket, then the decode graph
   bool exact_ = false;
+  int32_t slot_ = 0;
   std::map<int, GraphRunner*> exact_runners_;  // by length, with exact lengths
 };
 

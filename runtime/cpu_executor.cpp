@@ -40,11 +40,24 @@ Status CpuExecutor::bind(const ExecutorContext& cx) {
   std::set<const ir::Value*> raw_use, packed_use;
   // Derived constants (and views of them) not evaluated yet: their offset from the constant.
   std::unordered_map<const ir::Value*, uint64_t> lazy_offset;
+  // Weights are looked up only when a kernel reads them as stored: an artifact's embedded GGUF
+  // holds just those (docs/artifact.md), the others being stored packed or merged.
+  auto is_weight = [](const ir::Value* v) { return v->def && v->def->op == ir::Op::Weight; };
   auto resolve = [&](const ir::Value* v) -> Result<uint8_t*> {
     uint8_t* p = addr.at(v);
     auto l = lazy_offset.find(v);
     if (p || l == lazy_offset.end()) return p;
-    KILN_ASSIGN_OR_RETURN(const uint8_t* c, cx.constants->get(*root.at(v)));
+    const ir::Value* r = root.at(v);
+    const uint8_t* c = nullptr;
+    if (is_weight(r)) {
+      if (!(c = addr.at(r))) {
+        KILN_ASSIGN_OR_RETURN(auto bytes, cx.weights->get(r->def->attrs.s("name"), r->type));
+        c = bytes.data();
+        addr[r] = const_cast<uint8_t*>(c);
+      }
+    } else {
+      KILN_ASSIGN_OR_RETURN(c, cx.constants->get(*r));
+    }
     p = const_cast<uint8_t*>(c) + l->second;
     addr[v] = p;
     lazy_offset.erase(l);
@@ -78,13 +91,11 @@ Status CpuExecutor::bind(const ExecutorContext& cx) {
         inputs_.push_back(Io{n.attrs.s("name"), &n.result()->type, p, false});
         continue;
       }
-      case ir::Op::Weight: {
-        auto bytes = cx.weights->get(n.attrs.s("name"), n.result()->type);
-        if (!bytes.ok()) return bytes.error();
-        addr[n.result()] = const_cast<uint8_t*>(bytes->data());
+      case ir::Op::Weight:
+        addr[n.result()] = nullptr;  // resolve() looks it up
         root[n.result()] = n.result();
+        lazy_offset[n.result()] = 0;
         continue;
-      }
       case ir::Op::State: {
         KILN_ASSIGN_OR_RETURN(uint8_t * p, cx.states->get(n.attrs.s("name"), n.result()->type));
         addr[n.result()] = p;
@@ -159,7 +170,7 @@ Status CpuExecutor::bind(const ExecutorContext& cx) {
       // and its bytes are freed right after (a later reader as stored evaluates it again).
       const ir::Value* transient = nullptr;
       if (!cx.constants->has_packed(*o)) {
-        if (auto l = lazy_offset.find(o); l != lazy_offset.end()) {
+        if (auto l = lazy_offset.find(o); l != lazy_offset.end() && !is_weight(root.at(o))) {
           transient = root.at(o);
           auto c = cx.constants->peek(*transient);
           if (!c.ok()) return c.error().wrap("node " + std::to_string(i));
@@ -233,16 +244,17 @@ Status CpuExecutor::bind(const ExecutorContext& cx) {
   return Status::Ok();
 }
 
-Result<std::set<std::string>> make_bind_constants(const ir::Graph& g,
-                                                  const std::vector<cpu::KernelInfo>& kernels,
-                                                  const WeightSource& weights,
-                                                  ConstantStore& store) {
+Result<BindConstants> make_bind_constants(const ir::Graph& g,
+                                          const std::vector<cpu::KernelInfo>& kernels,
+                                          const WeightSource& weights, ConstantStore& store) {
   const auto constants = passes::constant_values(g);
   // Weights and views of them: their bytes. Derived constants and views of them: the constant
   // and the offset into it. Exactly what bind() reads from the ConstantStore, nothing more.
   std::unordered_map<const ir::Value*, const uint8_t*> stored;
   std::unordered_map<const ir::Value*, std::pair<const ir::Value*, uint64_t>> derived;
-  std::set<std::string> keys;
+  std::unordered_map<const ir::Value*, std::string> weight_of;  // weights and views: the name
+  BindConstants out;
+  std::set<std::string>& keys = out.keys;
   // `read_as_stored`: a kernel reads the bytes (not only a packed copy of them).
   auto bytes_of = [&](const ir::Value* v, bool read_as_stored) -> Result<const uint8_t*> {
     if (auto w = stored.find(v); w != stored.end()) return w->second;
@@ -257,14 +269,16 @@ Result<std::set<std::string>> make_bind_constants(const ir::Graph& g,
     if (n.op == ir::Op::Weight) {
       KILN_ASSIGN_OR_RETURN(auto bytes, weights.get(n.attrs.s("name"), n.result()->type));
       stored[n.result()] = bytes.data();
+      weight_of[n.result()] = n.attrs.s("name");
     } else if (n.op == ir::Op::Input || n.op == ir::Op::State || n.op == ir::Op::Output) {
       continue;
     } else if (passes::is_free(n)) {
       auto a = passes::alias_of(n, 0);
       if (!a) return make_error("node ", i, " (", ir::print_node(n), "): a view without alias");
-      if (auto w = stored.find(n.operand(0)); w != stored.end())
+      if (auto w = stored.find(n.operand(0)); w != stored.end()) {
         stored[n.result()] = w->second + a->offset;
-      else if (auto d = derived.find(n.operand(0)); d != derived.end())
+        weight_of[n.result()] = weight_of.at(n.operand(0));
+      } else if (auto d = derived.find(n.operand(0)); d != derived.end())
         derived[n.result()] = {d->second.first, d->second.second + a->offset};
     } else if (n.op != ir::Op::Region) {
       if (constants.count(n.result()))
@@ -285,11 +299,13 @@ Result<std::set<std::string>> make_bind_constants(const ir::Graph& g,
           keys.insert(packed_key(*o));
         } else if (derived.count(o)) {
           KILN_RETURN_IF_ERROR(bytes_of(o, true).status());
+        } else {
+          out.raw_weights.insert(weight_of.at(o));
         }
       }
     }
   }
-  return keys;
+  return out;
 }
 
 void CpuExecutor::schedule(void* self, int ith, int nth) {

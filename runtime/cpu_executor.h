@@ -109,10 +109,14 @@ class CpuExecutor : public GraphRunner {
 
 // The derived constants and packed weights that binding `g` (with these kernels) reads from a
 // ConstantStore, made in `store`: their keys (constant_key, packed_key). The artifact writer
-// stores exactly these, so that binding a loaded artifact evaluates and repacks nothing.
-Result<std::set<std::string>> make_bind_constants(const ir::Graph& g,
-                                                  const std::vector<cpu::KernelInfo>& kernels,
-                                                  const WeightSource& weights,
-                                                  ConstantStore& store);
+// stores exactly these, so that binding a loaded artifact evaluates and repacks nothing; and the
+// weights kernels read as stored, the only ones its embedded GGUF keeps.
+struct BindConstants {
+  std::set<std::string> keys;
+  std::set<std::string> raw_weights;  // GGUF tensor names
+};
+Result<BindConstants> make_bind_constants(const ir::Graph& g,
+                                          const std::vector<cpu::KernelInfo>& kernels,
+                                          const WeightSource& weights, ConstantStore& store);
 
 }  // namespace kiln::runtime

@@ -45,6 +45,7 @@ class CudaBackend : public Backend {
   Result<GraphRunner*> graph(lower::GraphSpec spec) override {
     spec.ctx = ctx_;
     spec.kv_type = options_.kv_type;
+    KILN_ASSIGN_OR_RETURN(spec.slots, checked_slots(spec, options_));
     const std::string key = spec.name();
     if (auto it = graphs_.find(key); it != graphs_.end()) return it->second.get();
     if (source_) return stored_graph(spec);

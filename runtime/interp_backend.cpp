@@ -1,5 +1,6 @@
 // The reference backend: each graph is lowered and run by the interpreter as is (no passes), so
 // it is the lowering's meaning, op by op. Graphs share the KV cache through one StateStore.
+#include <algorithm>
 #include <chrono>
 #include <map>
 
@@ -15,6 +16,16 @@ Result<int> resolve_ctx(const gguf::GgufFile& file, int ctx) {
   KILN_ASSIGN_OR_RETURN(uint64_t train,
                         file.metadata().get_uint_or(arch + ".context_length", 4096));
   return int(std::min<uint64_t>(train, 4096));
+}
+
+Result<int> checked_slots(const lower::GraphSpec& spec, const BackendOptions& options) {
+  const int slots = std::max(1, options.slots);
+  if (spec.batch > slots)
+    return make_error("a graph of ", spec.batch,
+                      " sequences needs as many KV-cache slots; this "
+                      "model was loaded with ",
+                      slots, " (load with a larger batch)");
+  return slots;
 }
 
 namespace {
@@ -56,6 +67,7 @@ class InterpBackend : public Backend {
   Result<GraphRunner*> graph(lower::GraphSpec spec) override {
     spec.ctx = ctx_;
     spec.kv_type = options_.kv_type;
+    KILN_ASSIGN_OR_RETURN(spec.slots, checked_slots(spec, options_));
     const std::string key = spec.name();
     if (auto it = graphs_.find(key); it != graphs_.end()) return it->second.get();
     auto t0 = std::chrono::steady_clock::now();

@@ -20,6 +20,7 @@
 #include "runtime/cuda_backend.h"  // [cuda]
 #include "runtime/cuda_driver.h"   // [cuda]
 #include "runtime/memory_trace.h"
+#include "runtime/model_impl.h"
 #include "runtime/sampler.h"
 #include "runtime/stop_strings.h"
 
@@ -62,32 +63,24 @@ Result<BackendKind> device_backend(std::string_view device, BackendKind backend)
   return make_error("unknown device '", device, "' (cpu, cuda, auto)");
 }
 
-struct Model::Impl {
-  // A .kiln artifact (issue 6), declared first so that it outlives the weights mapped from it.
-  std::unique_ptr<artifact::LoadedArtifact> artifact;
-  std::unique_ptr<gguf::GgufFile> file;
-  std::unique_ptr<gguf::Tokenizer> tokenizer;
-  std::optional<gguf::ChatTemplate> chat_template;
-  std::unique_ptr<runtime::Backend> backend;
-  std::unique_ptr<runtime::Context> context;
-  LoadOptions options;
-  ModelInfo info;
-
-  Result<Generation> generate(std::span<const int32_t> prompt, const GenerateOptions& o,
-                              const StreamFn& stream);
-};
-
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOptions& o) {
   auto t0 = Clock::now();
+  runtime::trace_rss("load started");
   auto impl = std::make_unique<Impl>();
   impl->options = o;
   // Issue 6: an artifact brings its weights, tokenizer, graphs, ctx, KV type and buckets.
   LoadOptions eff = o;
+  // An artifact's tokenizer is built while its big sections are checked (a 262k vocabulary
+  // takes tens of ms to index).
+  std::optional<Result<std::unique_ptr<gguf::Tokenizer>>> early_tokenizer;
   if (artifact::is_artifact_file(path)) {
-    KILN_ASSIGN_OR_RETURN(impl->artifact, artifact::load_artifact(path));
+    KILN_ASSIGN_OR_RETURN(impl->artifact,
+                          artifact::load_artifact(path, [&](const gguf::GgufFile& md) {
+                            early_tokenizer = gguf::Tokenizer::from_gguf(md.metadata());
+                          }));
     impl->file = std::move(impl->artifact->weights);
     const artifact::Artifact& a = *impl->artifact->artifact;
     eff.ctx = a.ctx();
@@ -96,9 +89,10 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   } else {
     KILN_ASSIGN_OR_RETURN(impl->file, gguf::GgufFile::open(path));
   }
+  runtime::trace_rss("file mapped and checked");
   const gguf::Metadata& md =
       impl->artifact ? impl->artifact->metadata->metadata() : impl->file->metadata();
-  auto tok = gguf::Tokenizer::from_gguf(md);
+  auto tok = early_tokenizer ? std::move(*early_tokenizer) : gguf::Tokenizer::from_gguf(md);
   if (!tok.ok()) return tok.error().wrap(path + ": tokenizer");
   impl->tokenizer = std::move(*tok);
   std::string warning;
@@ -115,6 +109,10 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   bo.microkernels = o.microkernels;
   bo.release_merged_weights = true;  // GgufFile::open maps the file
   bo.release_compiler_pages = true;
+  // KV-cache slots: an artifact's graphs were compiled for its own.
+  impl->slots = impl->artifact ? impl->artifact->artifact->slots() : std::max(1, o.batch);
+  if (impl->artifact) impl->batches = impl->artifact->artifact->batches();
+  bo.slots = impl->slots;
   if (eff.kv_type == "f16")
     bo.kv_type = DType::F16;
   else if (eff.kv_type == "q8_0")
@@ -152,6 +150,12 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   // [/cuda]
   if (kind == BackendKind::kAuto)
     kind = cpu::llvm_available() ? BackendKind::kCpu : BackendKind::kInterpreter;
+  if (kind == BackendKind::kInterpreter && impl->artifact &&
+      impl->artifact->artifact->header().get("weights.subset") == "kernels")
+    return make_error(path,
+                      ": the artifact embeds only the weights its compiled kernels read, and the "
+                      "reference interpreter needs all of them: run the source GGUF instead",
+                      cpu::llvm_available() ? "" : " (this kiln was built without LLVM)");
   auto backend =
       cuda_backend ? Result<std::unique_ptr<runtime::Backend>>(std::move(cuda_backend))
       : kind != BackendKind::kCpu ? runtime::make_interpreter_backend(*impl->file, bo)
@@ -165,10 +169,11 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   KILN_ASSIGN_OR_RETURN(int ctx, runtime::resolve_ctx(*impl->file, eff.ctx));
   // The interpreter evaluates prompts in exact-length batches, as llama.cpp does, so that its
   // tokens are llama.cpp's bit for bit (docs/parity.md); the compiled backends use buckets.
-  impl->context = kind == BackendKind::kInterpreter
-                      ? std::make_unique<runtime::Context>(*impl->backend, ctx,
-                                                           runtime::Context::ExactLengths{})
-                      : std::make_unique<runtime::Context>(*impl->backend, eff.prefill_buckets, ctx);
+  impl->context =
+      kind == BackendKind::kInterpreter
+          ? std::make_unique<runtime::Context>(*impl->backend, ctx,
+                                               runtime::Context::ExactLengths{})
+          : std::make_unique<runtime::Context>(*impl->backend, eff.prefill_buckets, ctx);
   runtime::trace_rss("backend made");
 
   ModelInfo& info = impl->info;
@@ -184,6 +189,16 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   for (const gguf::TensorInfo& t : impl->file->tensors()) {
     info.parameters += t.elements();
     info.weight_bytes += t.bytes;
+  }
+  // An artifact's embedded GGUF may hold only some weights: the model's figures are recorded.
+  if (impl->artifact) {
+    const artifact::Header& h = impl->artifact->artifact->header();
+    auto get = [&](const char* key, auto& out) {
+      if (auto v = h.get_int(key); v.ok() && *v > 0) out = std::decay_t<decltype(out)>(*v);
+    };
+    get("model.vocab_size", info.vocab_size);
+    get("model.parameters", info.parameters);
+    get("model.weight_bytes", info.weight_bytes);
   }
   info.file_bytes = impl->file->file_size();
   info.kv_type = eff.kv_type;

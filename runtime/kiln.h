@@ -15,9 +15,9 @@
 // Errors are values (kiln::Result, kiln::Status from ir/status.h): a bad file, a prompt longer
 // than the context or a bad option gives a message, never an exception or a crash.
 //
-// A Model keeps one KV cache (one sequence). Every call reuses the part of the cache that equals
-// the start of its prompt, so a chat prefills only the new turn. A Model is not thread-safe; use
-// one per thread.
+// A Model keeps one KV cache (one sequence; generate_batch uses more slots of it). Every call
+// reuses the part of the cache that equals the start of its prompt, so a chat prefills only the new
+// turn. A Model is not thread-safe; use one per thread.
 #pragma once
 
 #include <cstdint>
@@ -56,7 +56,10 @@ struct LoadOptions {
   // shorter ones padded (docs/runtime.md). Lengths above ctx are dropped.
   std::vector<int> prefill_buckets = {16, 64, 256};
   bool microkernels = true;  // cpu: xbyak kernels for quantized products (false: LLVM only)
-  bool cuda_graph = true;    // [cuda] replay the decode step as a CUDA graph (--no-cuda-graph)
+  // Sequences generate_batch may decode together: the KV cache holds this many (an artifact's
+  // own batch sizes decide instead).
+  int batch = 1;
+  bool cuda_graph = true;  // [cuda] replay the decode step as a CUDA graph (--no-cuda-graph)
 };
 
 // llama.cpp's sampler chain, in its order: penalties, top-k, top-p, min-p, temperature, draw.
@@ -172,6 +175,13 @@ class Model {
                               const StreamFn& stream = {});
   Result<Generation> generate(std::span<const int32_t> prompt, const GenerateOptions& options = {},
                               const StreamFn& stream = {});
+  // Continues several raw prompts together: each is prefilled into a KV-cache slot of its own,
+  // then one decode step advances all of them (one pass over the weights for every sequence),
+  // each sampled and stopped as generate() would. At most LoadOptions::batch prompts (an
+  // artifact: its largest --batch). Tokens only, no streaming; Generation::decode_seconds is the
+  // time of the batched steps the sequence took part in. Uses, and then empties, the KV cache.
+  Result<std::vector<Generation>> generate_batch(std::span<const std::vector<int32_t>> prompts,
+                                                 const GenerateOptions& options = {});
   // Answers the conversation (its last message is usually the user's) in the model's chat
   // template. The KV cache keeps the conversation, so the next call prefills only the new turn.
   Result<Generation> chat(const std::vector<Message>& messages, const GenerateOptions& options = {},

@@ -1,5 +1,6 @@
 #include "runtime/memory_trace.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -9,6 +10,9 @@
 namespace kiln::runtime {
 
 namespace {
+
+// Set when the library is loaded, so that trace lines say when in the process each stage ended.
+const auto process_start = std::chrono::steady_clock::now();
 
 int trace_level() {
   static const int level = [] {
@@ -62,9 +66,14 @@ void trace_rss(const char* stage) {
       if (std::strncmp(line, names[i], std::strlen(names[i])) == 0)
         kb[i] = std::strtol(line + std::strlen(names[i]), nullptr, 10);
   std::fclose(f);
-  std::fprintf(stderr, "kiln rss: %-28s rss %7.1f MiB (anon %7.1f, file %7.1f)  peak %7.1f MiB\n",
-               stage, double(kb[0]) / 1024, double(kb[1]) / 1024, double(kb[2]) / 1024,
-               double(kb[3]) / 1024);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - process_start)
+          .count();
+  std::fprintf(
+      stderr,
+      "kiln rss: %-28s rss %7.1f MiB (anon %7.1f, file %7.1f)  peak %7.1f MiB  at %7.1f ms\n",
+      stage, double(kb[0]) / 1024, double(kb[1]) / 1024, double(kb[2]) / 1024, double(kb[3]) / 1024,
+      ms);
   if (trace_level() >= 2) print_mappings();
 }
 

@@ -41,6 +41,41 @@ TEST(Checksums, CrcIsIncrementalAndSeesEveryByte) {
   }
 }
 
+// The definition, a bit at a time: what the interleaved streams and the threads must agree with.
+uint32_t crc32c_bitwise(std::span<const uint8_t> b) {
+  uint32_t c = ~0u;
+  for (uint8_t x : b) {
+    c ^= x;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
+  }
+  return ~c;
+}
+
+TEST(Checksums, InterleavedStreamsAndThreadsGiveTheDefinition) {
+  std::mt19937 rng(11);
+  std::vector<uint8_t> b((size_t(21) << 20) + 4099);
+  for (uint8_t& x : b) x = uint8_t(rng());
+  const std::span<const uint8_t> all(b);
+  // Around the three-stream block (3 x 4096 bytes) and the threads' 4 MiB pieces.
+  for (size_t n : {size_t(0), size_t(1), size_t(12287), size_t(12288), size_t(12289),
+                   size_t(5 * 12288 + 13), (size_t(4) << 20) + 1})
+    EXPECT_EQ(crc32c(all.first(n)), crc32c_bitwise(all.first(n))) << n;
+  // Ranges of every kind of length (empty, under a piece, whole pieces, more), more than
+  // 16 MiB in all so that threads are used.
+  std::vector<std::span<const uint8_t>> ranges = {
+      all.subspan(3, 0), all.subspan(5, 1000), all.subspan(7, 8u << 20),
+      all.subspan(1000, (8u << 20) + 1), all.subspan(2, b.size() - 2)};
+  for (int threads : {1, 2, 3}) {
+    const std::vector<uint32_t> got = crc32c_ranges(ranges, threads);
+    ASSERT_EQ(got.size(), ranges.size());
+    for (size_t r = 0; r < ranges.size(); ++r)
+      EXPECT_EQ(got[r], crc32c_bitwise(ranges[r])) << "range " << r << ", " << threads;
+  }
+  const uint32_t before = crc32c_bitwise(ranges[4]);
+  b[b.size() / 2] ^= 4;  // a flipped bit in the middle of a piece
+  EXPECT_NE(crc32c_ranges(ranges, 2)[4], before);
+}
+
 // A small artifact: a header and a few sections of random bytes.
 std::vector<uint8_t> small_artifact(uint32_t seed) {
   std::mt19937 rng(seed);

@@ -140,11 +140,42 @@ TEST(Artifact, HeaderDescribesTheCompile) {
   const SectionEntry* w = (*a)->view().find(SectionKind::kWeights);
   ASSERT_NE(w, nullptr);
   EXPECT_EQ(w->offset % kWeightsAlignment, 0u);
-  EXPECT_EQ(w->size, fs::file_size(gguf));
   EXPECT_TRUE((*a)->check_host().ok());
+  // The embedded GGUF holds only what kernels read as stored (norms, the embedding table of an
+  // untied model...), byte for byte as in the source; the products' weights are in the constants
+  // section, packed.
+  EXPECT_EQ(h.get("weights.subset"), "kernels");
+  auto source = gguf::GgufFile::open(gguf);
+  auto embedded = gguf::GgufFile::parse((*a)->view().data(*w), "embedded");
+  ASSERT_TRUE(source.ok() && embedded.ok()) << embedded.message();
+  EXPECT_GT((*embedded)->tensors().size(), 0u);
+  EXPECT_LT((*embedded)->tensors().size(), (*source)->tensors().size());
+  EXPECT_LT(w->size, fs::file_size(gguf));
+  for (const gguf::TensorInfo& t : (*embedded)->tensors()) {
+    const gguf::TensorInfo* s = (*source)->find_tensor(t.name);
+    ASSERT_NE(s, nullptr) << t.name;
+    EXPECT_EQ(t.type, s->type) << t.name;
+    EXPECT_EQ(t.dims, s->dims) << t.name;
+    auto x = (*embedded)->span(t), y = (*source)->span(*s);
+    EXPECT_TRUE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << t.name;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(x.data()) % 64, 0u) << t.name;
+  }
+  // The model's figures come from the header, not from the partial GGUF.
+  EXPECT_EQ(h.get("model.vocab_size"),
+            std::to_string((*source)->find_tensor("token_embd.weight")->dims[1]));
   // Buckets above ctx are dropped; a second compile of the same inputs gives the same bytes.
   const std::string again = compile_tiny(gguf, "header-again");
   EXPECT_EQ(test::read_bytes(kiln), test::read_bytes(again));
+}
+
+TEST(Artifact, InterpreterOnAnArtifactSaysItNeedsTheGguf) {
+  const std::string gguf = make_tiny("tiny-llama", DType::Q4_0, 11);
+  LoadOptions lo;
+  lo.backend = BackendKind::kInterpreter;
+  auto m = Model::load(compile_tiny(gguf, "interp"), lo);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.message().find("the reference interpreter needs all of them"), std::string::npos)
+      << m.message();
 }
 
 TEST(Artifact, MissingGraphIsAClearError) {

@@ -13,7 +13,8 @@ namespace {
 struct CompileArgs {
   std::string model, out, target = "host", kv = "f16", weights = "embed", buckets = "32,128,512";
   std::string pipeline = "canonicalize,merge-parallel-matmuls,fuse,plan-memory";
-  int ctx = 0, batch = 1;
+  std::string batch = "1";
+  int ctx = 0;
   bool no_microkernels = false, quiet = false;
 };
 
@@ -21,7 +22,6 @@ int compile(const CompileArgs& a) {
   artifact::CompileOptions o;
   o.target = a.target;
   o.ctx = a.ctx;
-  o.batch = a.batch;
   o.pipeline = a.pipeline;
   o.microkernels = !a.no_microkernels;
   if (a.kv == "f16")
@@ -33,14 +33,23 @@ int compile(const CompileArgs& a) {
   if (a.weights != "embed" && a.weights != "reference")
     return fail("compile", "--weights must be embed or reference, found '" + a.weights + "'");
   o.embed_weights = a.weights == "embed";
-  o.prefill_buckets.clear();
-  std::stringstream ss(a.buckets);
-  for (std::string item; std::getline(ss, item, ',');) {
-    if (item.empty()) continue;
-    if (item.size() > 7 || item.find_first_not_of("0123456789") != std::string::npos)
-      return fail("compile", "--prefill-buckets: '" + item + "' is not a number");
-    o.prefill_buckets.push_back(std::stoi(item));
-  }
+  // Comma-separated positive numbers.
+  auto numbers = [](const std::string& flag, const std::string& text,
+                    std::vector<int>* out) -> bool {
+    out->clear();
+    std::stringstream ss(text);
+    for (std::string item; std::getline(ss, item, ',');) {
+      if (item.empty()) continue;
+      if (item.size() > 7 || item.find_first_not_of("0123456789") != std::string::npos) {
+        fail("compile", flag + ": '" + item + "' is not a number");
+        return false;
+      }
+      out->push_back(std::stoi(item));
+    }
+    return true;
+  };
+  if (!numbers("--prefill-buckets", a.buckets, &o.prefill_buckets)) return 1;
+  if (!numbers("--batch", a.batch, &o.batches)) return 1;
   auto r = artifact::compile_artifact(a.model, a.out, o);
   if (!r.ok()) return fail("compile", r.message());
   if (!a.quiet) {
@@ -54,11 +63,14 @@ int compile(const CompileArgs& a) {
     for (const std::string& f : r->required_features) feats += (feats.empty() ? "" : ",") + f;
     for (int arch : r->cuda_archs)
       feats += (feats.empty() ? "CUDA sm_" : ", sm_") + std::to_string(arch);
+    const std::string weights = a.weights == "embed"
+                                    ? "embed, " + std::to_string(r->embedded_tensors) + " tensors"
+                                    : a.weights;
     std::fprintf(stderr,
                  "kiln compile: wrote %s (%llu bytes, target %s, weights %s) in %.2f s "
                  "(sha256 %.2f s, constants %.2f s for %llu bytes, write %.2f s); needs %s%s\n",
                  a.out.c_str(), (unsigned long long)r->file_bytes, r->target.c_str(),
-                 a.weights.c_str(), r->seconds, r->hash_seconds, r->constants_seconds,
+                 weights.c_str(), r->seconds, r->hash_seconds, r->constants_seconds,
                  (unsigned long long)r->constant_bytes, r->write_seconds,
                  r->cuda_archs.empty() ? "CPU features: " : "",
                  feats.empty() ? "(none)" : feats.c_str());
@@ -81,7 +93,10 @@ KILN_REGISTER_COMMAND(
                   ->capture_default_str();
               app.add_option("-c,--ctx", a->ctx, "KV-cache length (0: min(model, 4096))")
                   ->capture_default_str();
-              app.add_option("--batch", a->batch, "Sequences per call (1)")->capture_default_str();
+              app.add_option("--batch", a->batch,
+                             "Decode graphs for these numbers of sequences (1,4: batches of up "
+                             "to 4 prompts decode together)")
+                  ->capture_default_str();
               app.add_option("--prefill-buckets", a->buckets,
                              "Prefill graph lengths, comma-separated")
                   ->capture_default_str();

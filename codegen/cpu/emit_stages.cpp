@@ -128,6 +128,10 @@ Status RegionEmitter::row_op(const plan::RowOp& r, llvm::Value* start, llvm::Val
         llvm::Value* i = *idx;
         i = B.CreateSelect(B.CreateICmpSLT(i, cst(0)), cst(0), i);
         i = B.CreateSelect(B.CreateICmpSGE(i, cst(tt.dim(0))), cst(tt.dim(0) - 1), i);
+        if (P.packed_tables.count(&n)) {  // the microkernels' layout (region_plan.h)
+          call("kl_dequant_packed_row_" + lib_suffix(tt.dtype), void_, {*table, i, out, cst(row)});
+          break;
+        }
         llvm::Value* src = byte_gep(*table, B.CreateMul(i, cst(int64_t(rbytes(tt.dtype, row)))));
         call("kl_dequant_row_" + lib_suffix(tt.dtype), void_, {src, out, cst(row)});
         break;

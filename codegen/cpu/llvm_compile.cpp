@@ -2,8 +2,9 @@
 // library's bitcode, retarget every function to the target CPU, run LLVM's O2 pipeline (inlining
 // specializes the library to the kernel's static shapes; the vectorizers use the target's vector
 // width), and emit relocatable object code. O2, not O3: on both real models it halves code
-// generation (Gemma 3: first token 1.67 -> 0.80 s) with equal kernel speed (docs/benchmarks.md). Distinct kernels are spread over a few threads, each
-// with its own LLVMContext, module and TargetMachine.
+// generation (Gemma 3: first token 1.67 -> 0.80 s) with equal kernel speed (docs/benchmarks.md).
+// Distinct kernels are spread over a few threads, each with its own LLVMContext, module and
+// TargetMachine.
 #if KILN_WITH_LLVM
 
 #include "codegen/cpu/llvm_compile.h"
@@ -134,6 +135,7 @@ uint64_t align64(uint64_t x) {
 
 // Compiles jobs into one object file; fills their KernelInfo.
 Status compile_module(const std::vector<Job>& jobs, const Resolved& r, const Options& o,
+                      const std::set<const ir::Value*>& packed_values,
                       std::vector<KernelInfo>& infos, std::vector<uint8_t>* object) {
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<llvm::TargetMachine> tm, make_tm(r));
   llvm::LLVMContext ctx;
@@ -146,6 +148,7 @@ Status compile_module(const std::vector<Job>& jobs, const Resolved& r, const Opt
   plan::PlanOptions po;
   po.microkernels = o.microkernels && r.arch == "x86_64";
   po.packed_weights = po.microkernels && o.packed_weights;
+  po.packed_values = &packed_values;
   std::set<std::string> kernels;
   for (const Job& j : jobs) {
     auto p = plan::plan_region(*j.region, po);
@@ -293,6 +296,30 @@ std::vector<std::string> missing_host_features(const std::vector<std::string>& r
   return missing;
 }
 
+// The graph values that some kernel reads in the packed layout (a product's weight), found by
+// planning each distinct region body once without them.
+Result<std::set<const ir::Value*>> packed_values(const ir::Graph& g, const Resolved& r,
+                                                 const Options& o) {
+  std::set<const ir::Value*> out;
+  plan::PlanOptions po;
+  po.microkernels = o.microkernels && r.arch == "x86_64";
+  po.packed_weights = po.microkernels && o.packed_weights;
+  if (!po.packed_weights) return out;
+  std::map<std::string, std::vector<int>> by_key;
+  for (const auto& n : g.nodes()) {
+    if (n->op != ir::Op::Region) continue;
+    const std::string key = region_key(*n);
+    auto it = by_key.find(key);
+    if (it == by_key.end()) {
+      auto p = plan::plan_region(*n, po);
+      if (!p.ok()) return p.error().wrap("region " + n->attrs.s("name"));
+      it = by_key.emplace(key, p->packed_operands).first;
+    }
+    for (int i : it->second) out.insert(n->operand(i));
+  }
+  return out;
+}
+
 Result<CompiledGraph> compile_graph(const ir::Graph& g, const Target& target, const Options& o,
                                     int max_objects) {
   auto t0 = std::chrono::steady_clock::now();
@@ -317,6 +344,7 @@ Result<CompiledGraph> compile_graph(const ir::Graph& g, const Target& target, co
     out.kernels.push_back(info);
   }
   out.distinct = jobs.size();
+  KILN_ASSIGN_OR_RETURN(const std::set<const ir::Value*> packed, packed_values(g, r, o));
   int nobj = max_objects;
   if (nobj <= 0) nobj = 1;
   nobj = std::max(1, std::min<int>(nobj, int(jobs.size())));
@@ -329,9 +357,9 @@ Result<CompiledGraph> compile_graph(const ir::Graph& g, const Target& target, co
     for (int i = 1; i < nobj; ++i)
       threads.emplace_back([&, i] {
         status[size_t(i)] =
-            compile_module(parts[size_t(i)], r, o, out.kernels, &out.objects[size_t(i)]);
+            compile_module(parts[size_t(i)], r, o, packed, out.kernels, &out.objects[size_t(i)]);
       });
-    status[0] = compile_module(parts[0], r, o, out.kernels, &out.objects[0]);
+    status[0] = compile_module(parts[0], r, o, packed, out.kernels, &out.objects[0]);
     for (auto& t : threads) t.join();
     for (const Status& s : status) KILN_RETURN_IF_ERROR(s);
   } else {

@@ -929,7 +929,20 @@ int64_t attention_shared_floats(int64_t units, int64_t Dv, int64_t group) {
 
 Result<RegionPlan> plan_region(const ir::Node& region, const PlanOptions& options) {
   if (!region.body) return make_error("not a region");
-  return Planner(region, options).run();
+  KILN_ASSIGN_OR_RETURN(RegionPlan p, Planner(region, options).run());
+  if (!options.packed_weights || !options.packed_values) return p;
+  for (const auto& n : region.body->nodes()) {
+    if (n->op != Op::GetRows || n->operand(0)->def->op != Op::Arg) continue;
+    const int index = int(n->operand(0)->def->attrs.i("index"));
+    if (index < 0 || index >= region.num_operands() || !mk::packable(n->operand(0)->type.dtype) ||
+        !options.packed_values->count(region.operand(index)))
+      continue;
+    p.packed_tables.insert(n.get());
+    if (std::find(p.packed_operands.begin(), p.packed_operands.end(), index) ==
+        p.packed_operands.end())
+      p.packed_operands.push_back(index);
+  }
+  return p;
 }
 
 std::string describe(const RegionPlan& p) {

@@ -136,11 +136,17 @@ struct RegionPlan {
   uint64_t private_bytes = 0;
   bool uses_microkernels = false;
   std::vector<int> packed_operands;  // see KernelInfo::packed_operands
+  // get_rows nodes whose table operand is read in the packed layout (see PlanOptions).
+  std::set<const ir::Node*> packed_tables;
 };
 
 struct PlanOptions {
   bool microkernels = false;    // the target can call args->mk (x86-64 with microkernels on)
   bool packed_weights = false;  // and may read weight operands in the packed layout
+  // Graph values that some kernel reads packed (a product's weight). A get_rows of one of them
+  // (tied embeddings: token_embd is also the output weight) reads the packed copy too, so that
+  // the stored layout is never needed: an artifact then holds one copy, not two.
+  const std::set<const ir::Value*>* packed_values = nullptr;
 };
 
 // Plans a region node (its body, operands and results). Errors name the op a kernel cannot

@@ -54,18 +54,16 @@ std::string unspell(std::string_view text) {
   return out;
 }
 
-std::string unescape_spaces(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text.compare(i, 3, "\xE2\x96\x81") == 0) {
-      out += ' ';
-      i += 2;
-    } else {
-      out += text[i];
-    }
+// Appends `text` with SentencePiece's U+2581 as spaces (in place: called for every token of a
+// vocabulary at load).
+void append_unescaped_spaces(std::string& out, std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const size_t mark = text.find("\xE2\x96\x81", i);
+    out.append(text.substr(i, mark == std::string_view::npos ? text.size() - i : mark - i));
+    if (mark == std::string_view::npos) break;
+    out += ' ';
+    i = mark + 3;
   }
-  return out;
 }
 
 // llama_detokenize's clean_up_tokenization_spaces, three in-place passes over the bytes, ported
@@ -112,6 +110,7 @@ void clean_spaces(std::string& s) {
 void Tokenizer::build_pieces() {
   const Vocab& v = *vocab_;
   piece_offsets_.reserve(v.size() + 1);
+  pieces_.reserve(v.texts.size());
   for (int32_t id = 0; id < int32_t(v.size()); ++id) {
     piece_offsets_.push_back(uint32_t(pieces_.size()));
     const uint32_t a = v.attrs[id];
@@ -119,7 +118,10 @@ void Tokenizer::build_pieces() {
     if (a & kRendered) {
       pieces_.append(text);
     } else if (a & kAttrNormal) {
-      pieces_ += spm_ ? unescape_spaces(text) : unspell(text);
+      if (spm_)
+        append_unescaped_spaces(pieces_, text);
+      else
+        pieces_ += unspell(text);
     } else if (a & kAttrByte) {
       pieces_ += byte_piece(text);
     }  // unused and undefined tokens have no text

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 #include "frontends/gguf/tokenizer_unicode.h"
@@ -18,14 +19,30 @@ SpmModel::SpmModel(const Vocab& vocab) : vocab_(vocab) {
   std::vector<float> scores = vocab.scores;
   for (float& f : scores)
     if (std::isnan(f)) f = -std::numeric_limits<float>::infinity();
-  std::vector<int32_t> order(scores.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = int32_t(i);
-  std::sort(order.begin(), order.end(),
-            [&](int32_t a, int32_t b) { return scores[a] > scores[b]; });
+  // Ids by descending score, as (score key, id) pairs in one integer each, put in order of the
+  // key by a radix sort (two 16-bit digits): a comparison sort of Gemma 3's 262k scores took
+  // 20 ms of every start.
+  std::vector<uint64_t> order(scores.size()), tmp(scores.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &scores[i], 4);
+    // Float order as unsigned order (-0 and +0 compare equal as floats: make them one key),
+    // inverted so that an ascending sort puts the highest score first.
+    if (scores[i] == 0) bits = 0;
+    const uint32_t key = bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+    order[i] = uint64_t(~key) << 32 | uint32_t(i);
+  }
+  for (int shift : {32, 48}) {
+    std::vector<uint32_t> start(65537, 0);
+    for (uint64_t x : order) ++start[(x >> shift & 0xffff) + 1];
+    for (size_t d = 1; d < start.size(); ++d) start[d] += start[d - 1];
+    for (uint64_t x : order) tmp[start[x >> shift & 0xffff]++] = x;
+    order.swap(tmp);
+  }
   score_rank_.assign(scores.size(), 0);
   for (size_t i = 0; i < order.size(); ++i) {
-    if (i > 0 && scores[order[i]] != scores[order[i - 1]]) ++num_ranks_;
-    score_rank_[order[i]] = int32_t(num_ranks_);
+    if (i > 0 && order[i] >> 32 != order[i - 1] >> 32) ++num_ranks_;
+    score_rank_[uint32_t(order[i])] = int32_t(num_ranks_);
   }
   ++num_ranks_;
   for (int b = 0; b < 256; ++b) {

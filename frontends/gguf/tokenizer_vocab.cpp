@@ -33,6 +33,7 @@ uint64_t hash_bytes(std::string_view s) {
 void StringIdMap::reserve(size_t n) {
   size_t cap = 16;
   while (cap < n * 2) cap *= 2;
+  keys_.reserve(n);
   if (cap <= slots_.size()) return;
   std::vector<Slot> old = std::move(slots_);
   slots_.assign(cap, Slot{});
@@ -47,7 +48,10 @@ void StringIdMap::grow() {
 
 int32_t StringIdMap::insert(std::string_view s, int32_t id) {
   if ((size_ + 1) * 2 > slots_.size()) grow();
-  const uint64_t h = hash_bytes(s);
+  return insert_hashed(s, id, hash_bytes(s));
+}
+
+int32_t StringIdMap::insert_hashed(std::string_view s, int32_t id, uint64_t h) {
   const uint32_t tag = uint32_t(h >> 32);
   const size_t mask = slots_.size() - 1;
   for (size_t i = h & mask;; i = (i + 1) & mask) {
@@ -61,6 +65,22 @@ int32_t StringIdMap::insert(std::string_view s, int32_t id) {
     }
     if (slot.tag == tag && keys_[slot.id] == s) return slot.id;
   }
+}
+
+int32_t StringIdMap::insert_all(std::span<const std::string_view> keys) {
+  reserve(size_ + keys.size());
+  // Hashes first, then the inserts with each slot fetched a few keys ahead: the table is
+  // megabytes for a large vocabulary and every insert a cache miss otherwise.
+  std::vector<uint64_t> hashes(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) hashes[i] = hash_bytes(keys[i]);
+  constexpr size_t kAhead = 8;
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i + kAhead < keys.size()) __builtin_prefetch(&slots_[hashes[i + kAhead] & mask]);
+    const int32_t id = insert_hashed(keys[i], int32_t(i), hashes[i]);
+    if (id != int32_t(i)) return int32_t(i);
+  }
+  return -1;
 }
 
 int32_t StringIdMap::find(std::string_view s) const {
@@ -323,11 +343,12 @@ Result<std::unique_ptr<Vocab>> load_vocab(const Metadata& md) {
   v.scores = std::move(scores);
   v.attrs = std::move(attrs);
   v.ids.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    int32_t id = v.ids.insert(v.text(int32_t(i)), int32_t(i));
-    if (id != int32_t(i))
-      return make_error("tokenizer.ggml.tokens: duplicate token '", v.text(int32_t(i)), "' at ids ",
-                        id, " and ", i);
+  {
+    std::vector<std::string_view> texts(n);
+    for (size_t i = 0; i < n; ++i) texts[i] = v.text(int32_t(i));
+    if (const int32_t dup = v.ids.insert_all(texts); dup >= 0)
+      return make_error("tokenizer.ggml.tokens: duplicate token '", v.text(dup), "' at ids ",
+                        v.ids.find(v.text(dup)), " and ", dup);
   }
 
   struct Key {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,8 @@ class StringIdMap {
   // Adds s -> id unless s is present; returns the id now stored for s.
   int32_t insert(std::string_view s, int32_t id);
   int32_t find(std::string_view s) const;  // kNoToken when absent
+  // Adds keys[i] -> i to an empty map; returns the first i whose key was already present, or -1.
+  int32_t insert_all(std::span<const std::string_view> keys);
   size_t size() const { return size_; }
 
  private:
@@ -49,6 +52,7 @@ class StringIdMap {
     int32_t id = kNoToken;
   };
   void grow();
+  int32_t insert_hashed(std::string_view s, int32_t id, uint64_t h);
   std::vector<Slot> slots_;
   std::vector<std::string_view> keys_;  // by id
   size_t size_ = 0;

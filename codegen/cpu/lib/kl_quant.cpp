@@ -281,6 +281,43 @@ KL_TYPE(f16, 1, 2)
 KL_TYPE(bf16, 1, 2)
 KL_TYPE(f32, 1, 4)
 
+// Rows of the microkernels' packed layout (codegen/cpu/mk_pack.cpp), for a get_rows of a table
+// that products read packed: rows in groups of 16; block b of group g is one record of
+// 16 * BYTES bytes at (g * n/32 + b) * 16 * BYTES holding the 16 rows' f16 d, Q4_1's f16 m at
+// M_OFF, Q5_0's fifth bits at QH_OFF (byte 4r + t, bit i: element 4i + t), then CHUNKS chunks of
+// 64 bytes at Q_OFF whose byte 4r + t is row r's qs[4j + t] (Q8_0's xor 0x80). Each block of the
+// row is put back together as stored (qs at QS) and dequantized as such.
+#define KL_PACKED(T, BYTES, M_OFF, QH_OFF, Q_OFF, CHUNKS, QS, FLIP)                             \
+  KL_API void kl_dequant_packed_row_##T(const uint8_t* p, int64_t row, float* dst, int64_t n) { \
+    const int64_t nb = n / 32, r = row % 16;                                                    \
+    for (int64_t b = 0; b < nb; ++b) {                                                          \
+      const uint8_t* rec = p + ((row / 16) * nb + b) * 16 * BYTES;                              \
+      uint8_t blk[BYTES];                                                                       \
+      blk[0] = rec[2 * r];                                                                      \
+      blk[1] = rec[2 * r + 1];                                                                  \
+      if (M_OFF) {                                                                              \
+        blk[2] = rec[M_OFF + 2 * r];                                                            \
+        blk[3] = rec[M_OFF + 2 * r + 1];                                                        \
+      }                                                                                         \
+      if (QH_OFF) {                                                                             \
+        uint32_t qh = 0;                                                                        \
+        for (int t = 0; t < 4; ++t)                                                             \
+          for (int i = 0; i < 8; ++i)                                                           \
+            qh |= uint32_t((rec[QH_OFF + 4 * r + t] >> i) & 1) << (4 * i + t);                  \
+        __builtin_memcpy(blk + 2, &qh, 4);                                                      \
+      }                                                                                         \
+      for (int j = 0; j < CHUNKS; ++j)                                                          \
+        for (int t = 0; t < 4; ++t)                                                             \
+          blk[QS + 4 * j + t] = uint8_t(rec[Q_OFF + 64 * j + 4 * r + t] ^ FLIP);                \
+      deq_##T(blk, dst + b * 32);                                                               \
+    }                                                                                           \
+  }
+
+KL_PACKED(q4_0, 18, 0, 0, 32, 4, 2, 0)
+KL_PACKED(q4_1, 20, 32, 0, 64, 4, 4, 0)
+KL_PACKED(q5_0, 22, 0, 32, 96, 4, 6, 0)
+KL_PACKED(q8_0, 34, 0, 0, 32, 8, 2, 0x80)
+
 // ---- Quantizers (bit-exact with the reference quantize_row_*_ref; rows of whole blocks).
 
 namespace {
