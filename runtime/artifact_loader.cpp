@@ -173,7 +173,7 @@ Result<std::unique_ptr<LoadedArtifact>> load_artifact(const std::string& path,
                                     path + " (tokenizer section)");
     if (!md.ok()) return md.error();
     out->metadata = std::move(*md);
-    if (on_metadata) on_metadata(*out->metadata);
+    if (on_metadata) on_metadata(out->metadata);
     return Status::Ok();
   });
   Status checked = a.verify([&](const SectionEntry& s) { return !is_tokenizer(s); });

@@ -66,16 +66,18 @@ class Artifact {
 // An artifact ready to run: the artifact, its tokenizer metadata and its weights.
 struct LoadedArtifact {
   std::unique_ptr<Artifact> artifact;
-  std::unique_ptr<gguf::GgufFile> metadata;  // the tokenizer section: metadata, no tensors
-  std::unique_ptr<gguf::GgufFile> weights;   // the embedded GGUF, or the referenced one
-  double seconds = 0;                        // mapping, checking, opening the weights
+  // The tokenizer section: metadata, no tensors (shared with work on_metadata starts).
+  std::shared_ptr<const gguf::GgufFile> metadata;
+  std::unique_ptr<gguf::GgufFile> weights;  // the embedded GGUF, or the referenced one
+  double seconds = 0;                       // mapping, checking, opening the weights
 };
 
 // Opens and checks everything: checksums, host, and for --weights reference that the GGUF at
 // the recorded path has the recorded size and sha256. `on_metadata` is called with the tokenizer
 // section's metadata, once its checksum is verified, on another thread while the other sections
-// are checked (a caller builds its tokenizer there); it has returned when load_artifact does.
-using MetadataReady = std::function<void(const gguf::GgufFile& metadata)>;
+// are checked; it has returned when load_artifact does. A caller may start work on the metadata
+// there (Model::load builds its tokenizer) that holds the pointer, and so outlives a failure.
+using MetadataReady = std::function<void(std::shared_ptr<const gguf::GgufFile> metadata)>;
 Result<std::unique_ptr<LoadedArtifact>> load_artifact(const std::string& path,
                                                       const MetadataReady& on_metadata = {});
 

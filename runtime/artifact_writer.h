@@ -19,7 +19,8 @@ struct CompileOptions {
   // Decode graphs for these batch sizes (sequences decoded together, Model::generate_batch); the
   // KV cache then has max(batches) sequence slots, which every graph addresses.
   std::vector<int> batches = {1};
-  std::vector<int> prefill_buckets = {32, 128, 512};  // those above ctx are dropped
+  // Those above ctx are dropped. 8: a short prompt (a chat turn) costs one small pass.
+  std::vector<int> prefill_buckets = {8, 32, 128, 512};
   DType kv_type = DType::F16;                         // F16 or Q8_0
   bool embed_weights = true;  // false: --weights reference (path + sha256 of the GGUF)
   std::string pipeline = "canonicalize,merge-parallel-matmuls,fuse,plan-memory";

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <future>
 #include <optional>
 
 #include "codegen/cpu/cpu_codegen.h"
@@ -75,11 +76,13 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   LoadOptions eff = o;
   // An artifact's tokenizer is built while its big sections are checked (a 262k vocabulary
   // takes tens of ms to index).
-  std::optional<Result<std::unique_ptr<gguf::Tokenizer>>> early_tokenizer;
+  std::future<Result<std::unique_ptr<gguf::Tokenizer>>> early_tokenizer;
   if (artifact::is_artifact_file(path)) {
-    KILN_ASSIGN_OR_RETURN(impl->artifact,
-                          artifact::load_artifact(path, [&](const gguf::GgufFile& md) {
-                            early_tokenizer = gguf::Tokenizer::from_gguf(md.metadata());
+    KILN_ASSIGN_OR_RETURN(impl->artifact, artifact::load_artifact(path, [&](auto md) {
+                            // Holds the metadata: it outlives a load that fails meanwhile.
+                            early_tokenizer = std::async(std::launch::async, [md] {
+                              return gguf::Tokenizer::from_gguf(md->metadata());
+                            });
                           }));
     impl->file = std::move(impl->artifact->weights);
     const artifact::Artifact& a = *impl->artifact->artifact;
@@ -90,18 +93,6 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
     KILN_ASSIGN_OR_RETURN(impl->file, gguf::GgufFile::open(path));
   }
   runtime::trace_rss("file mapped and checked");
-  const gguf::Metadata& md =
-      impl->artifact ? impl->artifact->metadata->metadata() : impl->file->metadata();
-  auto tok = early_tokenizer ? std::move(*early_tokenizer) : gguf::Tokenizer::from_gguf(md);
-  if (!tok.ok()) return tok.error().wrap(path + ": tokenizer");
-  impl->tokenizer = std::move(*tok);
-  std::string warning;
-  auto tmpl = gguf::ChatTemplate::from_gguf(md, &warning);
-  if (tmpl.ok())
-    impl->chat_template = std::move(*tmpl);
-  else
-    warning = "chat template: " + tmpl.message();  // chat() then reports it
-  runtime::trace_rss("file and tokenizer loaded");
 
   runtime::BackendOptions bo;
   bo.threads = o.threads;
@@ -168,13 +159,33 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   impl->backend = std::move(*backend);
   KILN_ASSIGN_OR_RETURN(int ctx, runtime::resolve_ctx(*impl->file, eff.ctx));
   // The interpreter evaluates prompts in exact-length batches, as llama.cpp does, so that its
-  // tokens are llama.cpp's bit for bit (docs/parity.md); the compiled backends use buckets.
-  impl->context =
-      kind == BackendKind::kInterpreter
-          ? std::make_unique<runtime::Context>(*impl->backend, ctx,
-                                               runtime::Context::ExactLengths{})
-          : std::make_unique<runtime::Context>(*impl->backend, eff.prefill_buckets, ctx);
+  // tokens are llama.cpp's bit for bit (docs/parity.md); the compiled backends use buckets. With
+  // an artifact every graph is compiled already, so a short prompt goes through a bucket too
+  // rather than the decode graph token by token (which spares a compilation on the JIT path,
+  // but computes a whole vocabulary's logits per token).
+  if (kind == BackendKind::kInterpreter)
+    impl->context =
+        std::make_unique<runtime::Context>(*impl->backend, ctx, runtime::Context::ExactLengths{});
+  else
+    impl->context = std::make_unique<runtime::Context>(
+        *impl->backend, eff.prefill_buckets, ctx, impl->artifact ? 1 : runtime::kDecodePrefill);
   runtime::trace_rss("backend made");
+  // An artifact's decode graph is linked and bound now (no compilation: milliseconds), while
+  // its tokenizer may still be being built.
+  if (impl->artifact && kind == BackendKind::kCpu)
+    if (Status st = impl->context->prepare(1); !st.ok()) return st.error().wrap(path);
+  const gguf::Metadata& md =
+      impl->artifact ? impl->artifact->metadata->metadata() : impl->file->metadata();
+  auto tok = early_tokenizer.valid() ? early_tokenizer.get() : gguf::Tokenizer::from_gguf(md);
+  if (!tok.ok()) return tok.error().wrap(path + ": tokenizer");
+  impl->tokenizer = std::move(*tok);
+  std::string warning;
+  auto tmpl = gguf::ChatTemplate::from_gguf(md, &warning);
+  if (tmpl.ok())
+    impl->chat_template = std::move(*tmpl);
+  else
+    warning = "chat template: " + tmpl.message();  // chat() then reports it
+  runtime::trace_rss("file and tokenizer loaded");
 
   ModelInfo& info = impl->info;
   info.path = path;

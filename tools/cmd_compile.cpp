@@ -11,7 +11,7 @@ namespace kiln::tools {
 namespace {
 
 struct CompileArgs {
-  std::string model, out, target = "host", kv = "f16", weights = "embed", buckets = "32,128,512";
+  std::string model, out, target = "host", kv = "f16", weights = "embed", buckets = "8,32,128,512";
   std::string pipeline = "canonicalize,merge-parallel-matmuls,fuse,plan-memory";
   std::string batch = "1";
   int ctx = 0;

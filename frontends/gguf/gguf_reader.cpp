@@ -27,6 +27,13 @@ class Cursor {
   uint64_t left() const { return b_.size() - pos_; }
   uint64_t nested_arrays = 0;  // arrays read as elements of other arrays so far
 
+  // The next `bytes` bytes (the caller has checked that they are there).
+  const uint8_t* take(uint64_t bytes) {
+    const uint8_t* p = b_.data() + pos_;
+    pos_ += bytes;
+    return p;
+  }
+
   template <typename T>
   Status read(T* out, std::string_view field) {
     if (left() < sizeof(T))
@@ -183,6 +190,22 @@ Status read_value(Cursor& c, Type t, Value* v, std::string_view field, int depth
     for (std::string& s : v->strings) KILN_RETURN_IF_ERROR(c.read_string(&s, field));
     return Status::Ok();
   }
+  // The tokenizer's arrays (token types, scores: a 262k vocabulary) in one pass, without a
+  // Value per element. The count check above guarantees the bytes are there.
+  auto bulk = [&](auto tag, auto& out) {
+    using T = decltype(tag);
+    const uint8_t* p = c.take(n * sizeof(T));
+    out.resize(size_t(n));
+    for (size_t k = 0; k < size_t(n); ++k) {
+      T x;
+      std::memcpy(&x, p + k * sizeof(T), sizeof(T));
+      out[k] = x;
+    }
+    return Status::Ok();
+  };
+  if (v->elem == Type::I32) return bulk(int32_t{}, v->ints);
+  if (v->elem == Type::U32) return bulk(uint32_t{}, v->ints);
+  if (v->elem == Type::F32) return bulk(float{}, v->floats);
   if (is_int_type(v->elem))
     v->ints.reserve(size_t(n));
   else if (is_float_type(v->elem))
