@@ -21,8 +21,8 @@ struct CompileOptions {
   std::vector<int> batches = {1};
   // Those above ctx are dropped. 8: a short prompt (a chat turn) costs one small pass.
   std::vector<int> prefill_buckets = {8, 32, 128, 512};
-  DType kv_type = DType::F16;                         // F16 or Q8_0
-  bool embed_weights = true;  // false: --weights reference (path + sha256 of the GGUF)
+  DType kv_type = DType::F16;  // F16 or Q8_0
+  bool embed_weights = true;   // false: --weights reference (path + sha256 of the GGUF)
   std::string pipeline = "canonicalize,merge-parallel-matmuls,fuse,plan-memory";
   bool microkernels = true;  // x86-64 only; AArch64 code never uses them
 };
