@@ -65,6 +65,7 @@ class Context {
   int ctx() const { return ctx_; }
   const std::vector<int32_t>& tokens() const { return tokens_; }
   const std::vector<int>& buckets() const { return buckets_; }
+  int decode_up_to() const { return decode_up_to_; }
 
  private:
   Result<std::span<const float>> run_chunk(std::span<const int32_t> tokens, int bucket);

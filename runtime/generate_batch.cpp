@@ -26,10 +26,14 @@ double seconds_since(Clock::time_point t0) {
 
 // One sequence of the batch: its slot's context (prompt tokens), sampler and text.
 struct Sequence {
-  Sequence(runtime::Backend& backend, const std::vector<int>& buckets, int ctx, int slot,
+  // `like`: the model's own context, whose buckets and short-prompt policy this one follows.
+  Sequence(runtime::Backend& backend, const runtime::Context& like, int slot,
            const SamplingOptions& sampling, int vocab, const gguf::Tokenizer& tok,
            const std::vector<std::string>& stop)
-      : context(backend, buckets, ctx), sampler(sampling, vocab), decoder(tok), stops(stop) {
+      : context(backend, like.buckets(), like.ctx(), like.decode_up_to()),
+        sampler(sampling, vocab),
+        decoder(tok),
+        stops(stop) {
     context.use_slot(slot);
   }
   runtime::Context context;
@@ -81,8 +85,8 @@ Result<std::vector<Generation>> Model::generate_batch(std::span<const std::vecto
   for (int i = 0; i < n; ++i) {
     SamplingOptions so = o.sampling;
     if (so.seed >= 0) so.seed += i;  // deterministic, but not the same draw for every sequence
-    seqs.push_back(std::make_unique<Sequence>(*m.backend, m.context->buckets(), m.context->ctx(), i,
-                                              so, vocab, *m.tokenizer, o.stop));
+    seqs.push_back(
+        std::make_unique<Sequence>(*m.backend, *m.context, i, so, vocab, *m.tokenizer, o.stop));
     Sequence& s = *seqs.back();
     s.history = prompts[size_t(i)];
     s.gen.prompt_tokens = s.gen.prefill_tokens = int(s.history.size());
