@@ -177,17 +177,22 @@ void BM_RealArtifactStages(benchmark::State& st) {
 }
 BENCHMARK(BM_RealArtifactStages)->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// $KILN_ARTIFACT, else $KILN_MODEL (a GGUF, for the JIT path to compare); null, with the
+// benchmark skipped, when neither is set.
+const char* real_model(benchmark::State& st) {
+  const char* path = std::getenv("KILN_ARTIFACT");
+  if (!path) path = std::getenv("KILN_MODEL");
+  if (!path) st.SkipWithError("set KILN_ARTIFACT=MODEL.kiln (or KILN_MODEL=MODEL.gguf)");
+  return path;
+}
+
 // Model::load of a real artifact ($KILN_ARTIFACT, or $KILN_MODEL for the JIT path to compare)
 // to the logits of the first new token, through the public API: the file checked, tokenizer
 // built, decode graph linked and bound, and a prompt of range(0) tokens (a raw-prompt
 // tokenization of an English sentence, cut to length) evaluated. Each iteration loads afresh.
 void BM_RealLoadToFirstToken(benchmark::State& st) {
-  const char* path = std::getenv("KILN_ARTIFACT");
-  if (!path) path = std::getenv("KILN_MODEL");
-  if (!path) {
-    st.SkipWithError("set KILN_ARTIFACT=MODEL.kiln (or KILN_MODEL=MODEL.gguf)");
-    return;
-  }
+  const char* path = real_model(st);
+  if (!path) return;
   (void)cpu::microkernel_table();  // once per process, as in any run
   Result<std::unique_ptr<Model>> m = make_error("not loaded");
   for (auto _ : st) {
@@ -216,16 +221,13 @@ void BM_RealLoadToFirstToken(benchmark::State& st) {
     benchmark::DoNotOptimize(l->data());
   }
 }
+
 // Decode throughput of generate_batch with range(0) sequences on a real model ($KILN_ARTIFACT
 // compiled with --batch 1,2,4, or $KILN_MODEL through the JIT): 32 new tokens each, greedy. The
 // counter decode_tok_s counts every sequence's tokens per second of batched decode steps.
 void BM_RealBatchDecode(benchmark::State& st) {
-  const char* path = std::getenv("KILN_ARTIFACT");
-  if (!path) path = std::getenv("KILN_MODEL");
-  if (!path) {
-    st.SkipWithError("set KILN_ARTIFACT=MODEL.kiln (or KILN_MODEL=MODEL.gguf)");
-    return;
-  }
+  const char* path = real_model(st);
+  if (!path) return;
   const int n = int(st.range(0));
   LoadOptions lo;
   lo.batch = 4;
