@@ -147,6 +147,11 @@ struct CheckOptions {
 
 struct CheckReport {
   int regions = 0;
+  // Regions whose every result is bit-identical to the interpreter's (which rounds as ggml-cpu
+  // does: docs/parity.md), and the names of the others: how far the compiled kernels are from
+  // llama.cpp's exact arithmetic.
+  int exact_regions = 0;
+  std::vector<std::string> inexact;  // each as its ops: "rms_norm+mul+mul_mat"
   double worst = 0;
   std::string worst_region;
   double compile_seconds = 0;
@@ -294,6 +299,7 @@ inline CheckReport check_graph(const ir::Graph& g, const runtime::WeightSource& 
                   (b->op == ir::Op::Gelu && b->attrs.s("approx") == "tanh_f16");
       double tol = k.uses_microkernels || coarse || (any_mk && reads_state) ? o.quant_tol : o.tol;
       if (reads_state) tol = std::max(tol, o.state_tol);
+      bool exact = true;
       for (size_t r = 0; r < n.results.size(); ++r) {
         if (alias[r] >= 0) continue;
         const ir::Value* v = n.results[r];
@@ -306,6 +312,7 @@ inline CheckReport check_graph(const ir::Graph& g, const runtime::WeightSource& 
           continue;
         }
         size_t at = 0;
+        exact &= std::memcmp(got, want->bytes.data(), want->bytes.size()) == 0;
         const std::vector<float> gf = as_f32(v->type, got),
                                  wf = as_f32(v->type, want->bytes.data());
         double e = rel_error(gf, wf, &at);
@@ -317,6 +324,15 @@ inline CheckReport check_graph(const ir::Graph& g, const runtime::WeightSource& 
                           << at << " (" << gf[at] << " vs " << wf[at] << "), " << nth
                           << " threads\n"
                           << ir::print_node(n);
+      }
+      if (exact) {
+        ++rep.exact_regions;
+      } else {
+        std::string ops;  // what the region computes: its ops, in order, views left out
+        for (const auto& b : n.body->nodes())
+          if (b->op != ir::Op::Arg && b->op != ir::Op::Yield && !passes::is_free(*b))
+            ops += (ops.empty() ? "" : "+") + std::string(ir::op_name(b->op));
+        rep.inexact.push_back(ops);
       }
     }
     for (auto& [name, b] : my_states) {
