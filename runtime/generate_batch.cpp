@@ -9,6 +9,7 @@
 // kv_write skips; their logits are ignored.
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "frontends/gguf/tokenizer.h"
 #include "runtime/memory_trace.h"
@@ -118,17 +119,18 @@ Result<std::vector<Generation>> Model::generate_batch(std::span<const std::vecto
       const bool eog = !o.ignore_eog && m.tokenizer->is_eog(id);
       std::string text;
       const bool stopped = s.stops.push(eog ? std::string() : s.decoder.push(id), &text);
-      if (eog) {
-        s.gen.finish = FinishReason::kEndOfGeneration;
-      } else if (stopped) {
-        s.gen.finish = FinishReason::kStop;
-      } else if (i + 1 == o.max_tokens) {
-        s.gen.finish = FinishReason::kLength;
-      } else if (int(s.history.size()) > m.context->ctx()) {
-        s.gen.finish = FinishReason::kContextFull;
-      }
-      const bool done =
-          eog || stopped || i + 1 == o.max_tokens || int(s.history.size()) > m.context->ctx();
+      // The reason it ends here, if it does (the order generate() checks them in).
+      std::optional<FinishReason> end;
+      if (eog)
+        end = FinishReason::kEndOfGeneration;
+      else if (stopped)
+        end = FinishReason::kStop;
+      else if (i + 1 == o.max_tokens)
+        end = FinishReason::kLength;
+      else if (int(s.history.size()) > m.context->ctx())
+        end = FinishReason::kContextFull;
+      const bool done = end.has_value();
+      if (done) s.gen.finish = *end;
       if (done && !stopped) text += s.stops.flush(s.decoder.flush());
       s.gen.text += text;
       if (done) {
