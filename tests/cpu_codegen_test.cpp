@@ -493,6 +493,45 @@ TEST(CpuCodegen, MicrokernelPathMatchesQuantizedReference) {
   }
 }
 
+// The packed legacy-quant products of the AVX-512 VNNI microkernels sum in ggml-cpu's order
+// (mk_jit_packed_ggml.cpp), so they are bit-identical to the interpreter, which reproduces
+// llama.cpp: decode (1 row), odd row counts that end in a one-row tile, and a partial group of
+// 16 weight rows.
+TEST(CpuCodegen, PackedProductsRoundAsGgml) {
+  REQUIRE_LLVM();
+  if (!mk::isa_available(mk::Isa::kAvx512Vnni))
+    GTEST_SKIP() << "ggml's order is generated for AVX-512 VNNI only; this CPU lacks it";
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0}) {
+    for (int64_t M : {1, 2, 5}) {
+      const int64_t K = 96, N = 45;
+      const std::string g = fill(R"(graph t {
+  %x = input {name="x"} : f32[{M}, {K}]
+  %w = weight {name="w"} : {T}[{N}, {K}]
+  %res = input {name="res"} : f32[{M}, {N}]
+  %r = region %x, %w, %res {name="mm"} : f32[{M}, {N}] {
+    %a0 = arg {index=0} : f32[{M}, {K}]
+    %a1 = arg {index=1} : {T}[{N}, {K}]
+    %a2 = arg {index=2} : f32[{M}, {N}]
+    %y = mul_mat %a0, %a1 {act={A}} : f32[{M}, {N}]
+    %z = add %y, %a2 : f32[{M}, {N}]
+    yield %z
+  }
+  output %r {name="y"}
+})",
+                                 {{"M", str(M)},
+                                  {"N", str(N)},
+                                  {"K", str(K)},
+                                  {"T", std::string(dtype_name(t))},
+                                  {"A", std::string(dtype_name(mk::act_type(t)))}});
+      CheckOptions o;
+      o.mk = *cpu::microkernel_table(mk::Isa::kAvx512Vnni);
+      const test::CheckReport rep = check_text(g, o);
+      EXPECT_EQ(rep.regions, 3);  // one region, three thread counts
+      EXPECT_EQ(rep.exact_regions, rep.regions) << dtype_name(t) << " M=" << M;
+    }
+  }
+}
+
 // Ahead-of-time object code for the host and for x86-64-v3, loaded back (linking only) and run.
 TEST(CpuCodegen, ObjectCodeLoadsAndRuns) {
   REQUIRE_LLVM();

@@ -2,7 +2,9 @@
 // executable memory) alive for the life of the process.
 #if defined(KILN_WITH_XBYAK)
 
+#include <cstdlib>
 #include <exception>
+#include <string>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -26,7 +28,11 @@ Status jit_tiles(Isa isa, TileSet sets[kNumTypes], PackedSet packed[kNumTypes]) 
       gen->setProtectModeRE();
       keep.push_back(std::move(gen));
       if (packable(type)) {
-        std::unique_ptr<PackedGen> pg = make_packed_gen(isa, type);
+        const char* order = std::getenv("KILN_MK_ORDER");
+        const bool fast = order && std::string(order) == "fast";
+        std::unique_ptr<PackedGen> pg = isa == Isa::kAvx512Vnni && !fast
+                                            ? make_packed_ggml_gen(isa, type)
+                                            : make_packed_gen(isa, type);
         pg->build(packed[t]);
         pg->setProtectModeRE();
         keep_packed.push_back(std::move(pg));

@@ -146,6 +146,8 @@ class PackedGen : public JitBase {
 
 std::unique_ptr<TileGen> make_legacy_gen(Isa isa, DType weight_type);    // Q4_0 Q4_1 Q5_0 Q8_0
 std::unique_ptr<PackedGen> make_packed_gen(Isa isa, DType weight_type);  // the same, packed
+// The packed tiles in ggml-cpu's summation order (AVX-512 VNNI only).
+std::unique_ptr<PackedGen> make_packed_ggml_gen(Isa isa, DType weight_type);
 std::unique_ptr<TileGen> make_kquant_gen(Isa isa, DType weight_type);    // Q4_K Q6_K
 
 }  // namespace kiln::mk::detail
