@@ -80,8 +80,8 @@ class Pool {
     for (int s = 0; p->bgen_.load(std::memory_order_acquire) == g;) relax(s);
   }
   void call(int t) {
-    KilnKernelArgs a{bufs_, scratch_ + size_t(t) * sb_,        mk_, t,
-                     n_,    n_ > 1 ? &Pool::barrier : nullptr, this};
+    KilnKernelArgs a{bufs_, scratch_ + size_t(t) * sb_,        mk_,  t,
+                     n_,    n_ > 1 ? &Pool::barrier : nullptr, this, nullptr};
     fn_(&a);
   }
   void work(int t) {

@@ -157,7 +157,7 @@ Buffer make_acts(const Kernels& k, int M, int K, size_t* stride) {
 void run(const Kernels& k, bool packed, const Shape& s, const uint8_t* w, size_t row_bytes,
          const uint8_t* xq, size_t xs, int M, float* y) {
   if (packed)
-    k.gemm_packed(w, s.N, 0, s.N, xq, xs, M, y, s.N, s.K);
+    k.gemm_packed(w, s.N, 0, s.N, xq, xs, M, y, s.N, s.K, 0);
   else
     k.gemm(w, row_bytes, 0, s.N, xq, xs, M, y, s.N, s.K);
 }

@@ -21,6 +21,10 @@ struct KilnKernelArgs {
   // Barrier across the nth threads, for kernels with several stages (normalize, then multiply).
   void (*barrier)(void* ctx);
   void* barrier_ctx;
+  // How many of the graph's token rows are real tokens in this run (positions >= 0; the rest a
+  // prefill bucket's padding), or null: all of them. llama.cpp picks some product kernels, and
+  // so their summation order, by that count; the microkernels follow it (docs/parity.md).
+  const int32_t* tokens;
 };
 
 typedef void (*KilnKernelFn)(const KilnKernelArgs* args);

@@ -1,29 +1,25 @@
 #include "runtime/context.h"
 
 #include <algorithm>
-#include <limits>
 
 namespace kiln::runtime {
 
 std::vector<int> plan_chunks(int n, std::span<const int> buckets, int decode_up_to) {
-  if (n <= decode_up_to) return std::vector<int>(size_t(std::max(n, 0)), 1);
-  std::vector<int> sizes = {1};
+  std::vector<int> chunks;
+  std::vector<int> sizes;
   for (int b : buckets)
     if (b > 1) sizes.push_back(b);
-  // best[r]: the cheapest cost of r tokens; pick[r]: the first graph to run for them.
-  std::vector<int64_t> best(size_t(n) + 1, std::numeric_limits<int64_t>::max());
-  std::vector<int> pick(size_t(n) + 1, 1);
-  best[0] = 0;
-  for (int r = 1; r <= n; ++r)
-    for (int b : sizes) {
-      int64_t c = kCallCost + b + best[size_t(std::max(0, r - b))];
-      if (c < best[size_t(r)] || (c == best[size_t(r)] && b > pick[size_t(r)])) {
-        best[size_t(r)] = c;
-        pick[size_t(r)] = b;
-      }
-    }
-  std::vector<int> chunks;
-  for (int r = n; r > 0; r -= pick[size_t(r)]) chunks.push_back(pick[size_t(r)]);
+  std::sort(sizes.begin(), sizes.end());
+  if (n <= decode_up_to || sizes.empty()) return std::vector<int>(size_t(std::max(n, 0)), 1);
+  while (n > 1 && n > sizes.back()) {
+    chunks.push_back(sizes.back());
+    n -= sizes.back();
+  }
+  if (n == 1) {
+    chunks.push_back(1);
+  } else if (n > 1) {
+    chunks.push_back(*std::lower_bound(sizes.begin(), sizes.end(), n));
+  }
   return chunks;
 }
 

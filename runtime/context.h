@@ -17,15 +17,15 @@
 namespace kiln::runtime {
 
 // The graphs to run for n new tokens: bucket lengths (1 = the decode graph), in order; only the
-// last may be longer than the tokens it gets (padding). Chosen to minimize the estimated cost,
-// kCallCost + bucket tokens per call.
-inline constexpr int kCallCost = 8;
-// Up to this many new tokens go through the decode graph one at a time instead of a prefill
-// bucket: generation needs the decode graph anyway, so a short prompt (a chat turn, a one-line
-// `kiln run`) is answered without compiling a second graph first, and a decode step costs about
-// as much as 1/8 of a padded 16-token bucket (decode reads the weights once per token; measured
-// in docs/benchmarks.md).
-inline constexpr int kDecodePrefill = 8;
+// last may be longer than the tokens it gets (padding). A run that one bucket holds is one call
+// of the smallest such bucket, as llama.cpp evaluates a prompt as one batch: ggml-cpu picks its
+// kernels, and so its summation orders, by the number of tokens in the batch (one, or more), and
+// kiln's compiled kernels reproduce those orders (docs/parity.md), so splitting a prompt into a
+// prefill and a few decode steps would change the last bits of the logits and, at a near tie,
+// the tokens. Longer runs take the largest bucket as often as needed, then one bucket for the
+// rest. Runs of up to `decode_up_to` tokens go through the decode graph one at a time instead
+// (0 or 1: a single token is what the decode graph computes anyway).
+inline constexpr int kDecodePrefill = 1;
 std::vector<int> plan_chunks(int n, std::span<const int> buckets,
                              int decode_up_to = kDecodePrefill);
 

@@ -238,6 +238,7 @@ Status CpuExecutor::bind(const ExecutorContext& cx) {
       a.nth = nth_;
       a.barrier = &Barrier::wait_fn;
       a.barrier_ctx = &pool_->barrier();
+      a.tokens = &tokens_;
     }
   }
   limit_ = kernels_.size();
@@ -335,6 +336,10 @@ Status CpuExecutor::set_input(std::string_view name, std::span<const int32_t> va
                         " i32 values");
     std::memcpy(in.data, values.data(), values.size_bytes());
     in.set = true;
+    if (name == "pos") {  // how llama.cpp would count this batch's tokens
+      tokens_ = 0;
+      for (int32_t p : values) tokens_ += p >= 0;
+    }
     return Status::Ok();
   }
   return make_error("graph ", compiled_.spec.name(), " has no input '", name, "'");

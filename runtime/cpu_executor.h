@@ -101,6 +101,7 @@ class CpuExecutor : public GraphRunner {
   size_t limit_ = 0;                                   // kernels a run executes
   std::vector<void*> buffers_;                         // every kernel's arguments, back to back
   std::vector<KilnKernelArgs> args_;                   // [kernel][thread]
+  int32_t tokens_ = 0;  // real tokens of this run: positions >= 0 in "pos" (KilnKernelArgs)
   std::vector<Io> inputs_, outputs_;
   std::vector<std::string> bound_weights_, packed_weights_;
   std::vector<std::string> raw_constants_, packed_only_constants_;

@@ -159,16 +159,13 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   impl->backend = std::move(*backend);
   KILN_ASSIGN_OR_RETURN(int ctx, runtime::resolve_ctx(*impl->file, eff.ctx));
   // The interpreter evaluates prompts in exact-length batches, as llama.cpp does, so that its
-  // tokens are llama.cpp's bit for bit (docs/parity.md); the compiled backends use buckets. With
-  // an artifact every graph is compiled already, so a short prompt goes through a bucket too
-  // rather than the decode graph token by token (which spares a compilation on the JIT path,
-  // but computes a whole vocabulary's logits per token).
+  // tokens are llama.cpp's bit for bit (docs/parity.md); the compiled backends evaluate a prompt
+  // as one padded bucket (plan_chunks), which their kernels' summation orders do not notice.
   if (kind == BackendKind::kInterpreter)
     impl->context =
         std::make_unique<runtime::Context>(*impl->backend, ctx, runtime::Context::ExactLengths{});
   else
-    impl->context = std::make_unique<runtime::Context>(
-        *impl->backend, eff.prefill_buckets, ctx, impl->artifact ? 1 : runtime::kDecodePrefill);
+    impl->context = std::make_unique<runtime::Context>(*impl->backend, eff.prefill_buckets, ctx);
   runtime::trace_rss("backend made");
   // An artifact's decode graph is linked and bound now (no compilation: milliseconds), while
   // its tokenizer may still be being built.

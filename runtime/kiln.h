@@ -53,8 +53,9 @@ struct LoadOptions {
   int ctx = 0;                  // KV-cache length in tokens (0: min(model's context, 4096))
   std::string kv_type = "f16";  // KV-cache element type: "f16" or "q8_0"
   // Prefill graphs are compiled for these lengths (each on first use); longer prompts are split,
-  // shorter ones padded (docs/runtime.md). Lengths above ctx are dropped.
-  std::vector<int> prefill_buckets = {16, 64, 256};
+  // shorter ones padded (docs/runtime.md). Lengths above ctx are dropped. Padding costs at most
+  // 2x here; each length's graph compiles once.
+  std::vector<int> prefill_buckets = {8, 16, 32, 64, 128, 256};
   bool microkernels = true;  // cpu: xbyak kernels for quantized products (false: LLVM only)
   // Sequences generate_batch may decode together: the KV cache holds this many (an artifact's
   // own batch sizes decide instead).

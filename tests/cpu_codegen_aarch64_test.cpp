@@ -55,7 +55,7 @@ void check_under_qemu(const std::string& name, const ir::Graph& g,
                                                        : "clang-19 --target=aarch64-linux-gnu";
   const std::string build = cc + " -O2 -static -o " + dir + "/harness " + KILN_SOURCE_DIR +
                             "/tests/aarch64/harness.c " + dir + "/table.c " + dir +
-                            "/kernels.o -lpthread 2>" + dir + "/build.log";
+                            "/kernels.o -lm -lpthread 2>" + dir + "/build.log";
   ASSERT_EQ(0, std::system(build.c_str())) << test::read_file(dir + "/build.log");
 
   // Calls: operands from the interpreter, states in files the calls update in turn.

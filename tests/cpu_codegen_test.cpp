@@ -427,6 +427,139 @@ TEST(CpuCodegen, Attention) {
   }
 }
 
+// The ops other than products round exactly as ggml-cpu, i.e. as the interpreter (docs/parity.md):
+// every result bit-identical on random inputs, 1-3 threads. rms_norm (and norm, as the
+// interpreter) sums in double in order; softmax without softcap takes ggml's exp per 16 and the C
+// library's expf for the tail (n = 37, 600); silu is ggml_v_silu over a wide range; rope takes
+// cosf/sinf of the running f32 product at several positions, repeated ones included (the kernel
+// caches one position's angles).
+TEST(CpuCodegen, RowOpsRoundAsGgml) {
+  REQUIRE_LLVM();
+  for (int64_t n : {37, 64, 576, 600}) {
+    const std::string g = fill(R"(graph t {
+  %x = input {name="x"} : f32[3, {N}]
+  %m = input {name="m"} : f32[{N}]
+  %r0, %r1, %r2, %r3, %r4 = region %x, %m {name="red"} : f32[3, {N}], f32[3, {N}], f32[3, {N}], f32[3, {N}], f32[3, {N}] {
+    %a = arg {index=0} : f32[3, {N}]
+    %k = arg {index=1} : f32[{N}]
+    %w = scale %a {scale=300.0} : f32[3, {N}]
+    %n = rms_norm %w {eps=1e-06} : f32[3, {N}]
+    %s = softmax %w, %k {scale=0.03} : f32[3, {N}]
+    %t = softmax %a : f32[3, {N}]
+    %u = scale %a {scale=40.0} : f32[3, {N}]
+    %v = silu %u : f32[3, {N}]
+    %o = norm %u {eps=1e-05} : f32[3, {N}]
+    yield %n, %s, %t, %v, %o
+  }
+  output %r0 {name="o0"}
+  output %r1 {name="o1"}
+  output %r2 {name="o2"}
+  output %r3 {name="o3"}
+  output %r4 {name="o4"}
+})",
+                               {{"N", str(n)}});
+    const test::CheckReport rep = check_text(g);
+    EXPECT_EQ(rep.regions, 3);
+    EXPECT_EQ(rep.exact_regions, rep.regions) << "n=" << n;
+  }
+  for (const char* mode : {"normal", "neox"}) {
+    const std::string g = fill(R"(graph t {
+  %x = input {name="x"} : f32[1, 5, 3, 64]
+  %pos = input {name="pos"} : i32[1, 5]
+  %r0, %r1 = region %x, %pos {name="rope"} : f32[1, 5, 3, 64], f32[1, 5, 3, 64] {
+    %a = arg {index=0} : f32[1, 5, 3, 64]
+    %p = arg {index=1} : i32[1, 5]
+    %q = rope %a, %p {mode="{MODE}", n_dims=64, freq_base=10000.0} : f32[1, 5, 3, 64]
+    %k = rope %a, %p {mode="{MODE}", n_dims=32, freq_base=1000000.0, freq_scale=0.25} : f32[1, 5, 3, 64]
+    yield %q, %k
+  }
+  output %r0 {name="q"}
+  output %r1 {name="k"}
+})",
+                               {{"MODE", mode}});
+    CheckOptions o;
+    o.ints["pos"] = {7, 7, 4000, 0, 123457};
+    const test::CheckReport rep = check_text(g, o);
+    EXPECT_EQ(rep.regions, 3);
+    EXPECT_EQ(rep.exact_regions, rep.regions) << mode;
+  }
+}
+
+// ggml-cpu's GELU table for every f16 input (NaNs aside): the tanh formula at f16(x), rounded to
+// f16, as the interpreter computes it.
+TEST(CpuCodegen, GeluF16TableRoundsAsGgml) {
+  REQUIRE_LLVM();
+  const std::string text = R"(graph t {
+  %h = weight {name="h"} : f16[65536]
+  %r = region %h {name="gelu"} : f32[65536] {
+    %a = arg {index=0} : f16[65536]
+    %x = cast %a {to=f32} : f32[65536]
+    %y = gelu %x {approx="tanh_f16"} : f32[65536]
+    yield %y
+  }
+  output %r {name="y"}
+})";
+  auto g = ir::parse(text);
+  ASSERT_TRUE(g.ok()) << g.message();
+  std::vector<uint8_t> bytes(65536 * 2);
+  for (uint32_t i = 0; i < 65536; ++i) {
+    const uint16_t h = (i & 0x7c00u) == 0x7c00u && (i & 0x3ffu) ? 0 : uint16_t(i);  // no NaN
+    std::memcpy(bytes.data() + 2 * i, &h, 2);
+  }
+  runtime::MemoryWeights w;
+  ASSERT_TRUE(w.add("h", ir::TensorType{DType::F16, {65536}}, bytes).ok());
+  CheckOptions o;
+  o.threads = {2};
+  const test::CheckReport rep = test::check_graph(**g, w, o);
+  EXPECT_EQ(rep.regions, 1);
+  EXPECT_EQ(rep.exact_regions, rep.regions);
+}
+
+// Attention with act=f16, no softcap and D % 16 == 0 is llama.cpp's CPU attention bit for bit:
+// one token (ggml_vec_dot_f16's order) and several (tinyBLAS's), windows whose first key is not
+// aligned to the 16 / 64 lanes, padding rows, a head size that leaves vec_dot_f16 a tail
+// (D = 80), grouped heads, an f16 and a q8_0 cache.
+TEST(CpuCodegen, AttentionRoundsAsGgml) {
+  REQUIRE_LLVM();
+  struct Case {
+    const char* kv;
+    int64_t T, window, D, Hq;
+    std::vector<int32_t> pos;
+  };
+  const Case cases[] = {{"f16", 1, 0, 64, 6, {300}},         {"f16", 1, 0, 64, 4, {5}},
+                        {"f16", 1, 100, 64, 4, {450}},       {"f16", 1, 0, 80, 4, {200}},
+                        {"f16", 3, 0, 64, 6, {77, 200, -1}}, {"f16", 2, 37, 80, 4, {90, 91}},
+                        {"q8_0", 1, 0, 64, 4, {130}}};
+  for (const Case& c : cases) {
+    const std::string g = fill(
+        R"(graph t {
+  %q = input {name="q"} : f32[1, {T}, {HQ}, {D}]
+  %pos = input {name="pos"} : i32[1, {T}]
+  %seq = input {name="seq"} : i32[1]
+  %ck = state {name="ck"} : {KV}[2, 512, 2, {D}]
+  %cv = state {name="cv"} : {KV}[2, 512, 2, {D}]
+  %r = region %q, %ck, %cv, %pos, %seq {name="attn"} : f32[1, {T}, {HQ}, {D}] {
+    %a0 = arg {index=0} : f32[1, {T}, {HQ}, {D}]
+    %a1 = arg {index=1} : {KV}[2, 512, 2, {D}]
+    %a2 = arg {index=2} : {KV}[2, 512, 2, {D}]
+    %a3 = arg {index=3} : i32[1, {T}]
+    %a4 = arg {index=4} : i32[1]
+    %y = attention %a0, %a1, %a2, %a3, %a4 {scale=0.125, window={W}, act=f16} : f32[1, {T}, {HQ}, {D}]
+    yield %y
+  }
+  output %r {name="y"}
+})",
+        {{"T", str(c.T)}, {"KV", c.kv}, {"W", str(c.window)}, {"D", str(c.D)}, {"HQ", str(c.Hq)}});
+    SCOPED_TRACE(std::string(c.kv) + " T=" + str(c.T) + " D=" + str(c.D) + " pos=" + str(c.pos[0]));
+    CheckOptions o;
+    o.ints["pos"] = c.pos;
+    o.ints["seq"] = {1};
+    const test::CheckReport rep = check_text(g, o);
+    EXPECT_EQ(rep.regions, 3);
+    EXPECT_EQ(rep.exact_regions, rep.regions);
+  }
+}
+
 // The microkernel path against a reference that quantizes activations exactly as it does
 // (mk::kernels(type, scalar): ggml's x86 rounding, then the scalar product): tight.
 TEST(CpuCodegen, MicrokernelPathMatchesQuantizedReference) {
@@ -493,17 +626,21 @@ TEST(CpuCodegen, MicrokernelPathMatchesQuantizedReference) {
   }
 }
 
-// The packed legacy-quant products of the AVX-512 VNNI microkernels sum in ggml-cpu's order
-// (mk_jit_packed_ggml.cpp), so they are bit-identical to the interpreter, which reproduces
-// llama.cpp: decode (1 row), odd row counts that end in a one-row tile, and a partial group of
-// 16 weight rows.
+// The packed products of the AVX-512 VNNI microkernels sum in ggml-cpu's orders
+// (mk_jit_packed_ggml.cpp, mk_jit_packed_kquant.cpp), so they are bit-identical to the
+// interpreter, which reproduces llama.cpp: decode (1 row), odd row counts that end in a one-row
+// tile, and a partial group of 16 weight rows.
 TEST(CpuCodegen, PackedProductsRoundAsGgml) {
   REQUIRE_LLVM();
   if (!mk::isa_available(mk::Isa::kAvx512Vnni))
     GTEST_SKIP() << "ggml's order is generated for AVX-512 VNNI only; this CPU lacks it";
-  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0}) {
-    for (int64_t M : {1, 2, 5}) {
-      const int64_t K = 96, N = 45;
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    // Rows that take each of ggml's K-quant kernels: Q4_K's gemv (1, 2), gemm groups of four and
+    // a gemv remainder (5, 9); Q6_K's vec_dot (< 8) and tiled (9).
+    for (int64_t M : {1, 2, 5, 9}) {
+      // llama.cpp repacks Q4_K (the order reproduced) only with a multiple of 8 rows.
+      const bool kq = dtype_info(t).block_elems == 256;
+      const int64_t K = kq ? 512 : 96, N = kq ? 40 : 45;
       const std::string g = fill(R"(graph t {
   %x = input {name="x"} : f32[{M}, {K}]
   %w = weight {name="w"} : {T}[{N}, {K}]

@@ -66,7 +66,7 @@ class SpinBarrier {
 
 // Calls a kernel on nth threads (the calling thread is thread 0).
 inline void run_kernel(KilnKernelFn fn, const cpu::KernelInfo& k, std::vector<void*>& buffers,
-                       int nth, const void* const* mk) {
+                       int nth, const void* const* mk, const int32_t* tokens = nullptr) {
   Buf scratch(size_t(nth) * std::max<uint64_t>(k.scratch_bytes, 64));
   SpinBarrier bar(nth);
   auto body = [&](int t) {
@@ -76,7 +76,8 @@ inline void run_kernel(KilnKernelFn fn, const cpu::KernelInfo& k, std::vector<vo
                      t,
                      nth,
                      nth > 1 ? &SpinBarrier::wait : nullptr,
-                     &bar};
+                     &bar,
+                     tokens};
     fn(&a);
   };
   std::vector<std::thread> threads;
@@ -225,6 +226,10 @@ inline CheckReport check_graph(const ir::Graph& g, const runtime::WeightSource& 
   rep.compile_seconds = prog->compile_seconds();
   rep.distinct = prog->distinct_kernels();
   const void* const* mk = o.mk ? o.mk : cpu::microkernel_table();
+  // The real tokens of the run, as the executor counts them (KilnKernelArgs::tokens).
+  int32_t tokens = 0;
+  if (auto pos = o.ints.find("pos"); pos != o.ints.end())
+    for (int32_t p : pos->second) tokens += p >= 0;
 
   for (int nth : o.threads) {
     std::map<std::string, Buf> my_states;
@@ -286,7 +291,7 @@ inline CheckReport check_graph(const ir::Graph& g, const runtime::WeightSource& 
           ptrs.push_back(owned.back().data.get());
         }
       }
-      run_kernel(fn, k, ptrs, nth, k.uses_microkernels ? mk : nullptr);
+      run_kernel(fn, k, ptrs, nth, k.uses_microkernels ? mk : nullptr, &tokens);
       any_mk |= k.uses_microkernels;
       ++rep.regions;
       // Kernels reading caches that earlier kernels wrote see values rounded to the cache type

@@ -261,7 +261,8 @@ TEST_P(GemmTest, PackedMatchesReference) {
                      " n=[" + std::to_string(n0) + "," + std::to_string(n1) +
                      ") M=" + std::to_string(M));
         std::vector<float> y(kYStride * M, std::numeric_limits<float>::quiet_NaN());
-        k.gemm_packed(packed.data(), kMaxN, n0, n1, f.xq.data(), f.x_rb, M, y.data(), kYStride, K);
+        k.gemm_packed(packed.data(), kMaxN, n0, n1, f.xq.data(), f.x_rb, M, y.data(), kYStride, K,
+                      0);
         int bad = 0;
         for (int m = 0; m < M; ++m) {
           for (int n = 0; n < int(kYStride); ++n) {
@@ -439,9 +440,10 @@ TEST(Microkernels, InitAndErrors) {
   std::vector<uint8_t> xq(act_bytes(DType::Q4_K, 256));
   EXPECT_FALSE(quantize_act(DType::Q4_K, &y, xq.data(), 100).ok());
   EXPECT_FALSE(gemm(DType::Q6_K, nullptr, 0, 0, 1, xq.data(), 0, 1, &y, 1, 300).ok());
-  EXPECT_FALSE(packable(DType::Q4_K));
-  EXPECT_EQ(packed_bytes(DType::Q4_K, 16, 256), 0u);
-  EXPECT_FALSE(pack_weights(DType::Q6_K, nullptr, 0, 16, 256, nullptr).ok());
+  EXPECT_FALSE(packable(DType::Q5_K));
+  EXPECT_EQ(packed_bytes(DType::Q5_K, 16, 256), 0u);
+  EXPECT_EQ(packed_bytes(DType::Q4_K, 16, 96), 0u);  // K-quants pack whole super-blocks
+  EXPECT_FALSE(pack_weights(DType::Q6_K, nullptr, 0, 16, 320, nullptr).ok());
   EXPECT_FALSE(gemm_packed(DType::Q4_0, nullptr, 40, 8, 24, xq.data(), 0, 1, &y, 1, 256).ok());
   EXPECT_FALSE(gemm_packed(DType::Q4_0, nullptr, 40, 0, 20, xq.data(), 0, 1, &y, 1, 256).ok());
 }

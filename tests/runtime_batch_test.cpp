@@ -3,8 +3,11 @@
 // time. Tiny random-weight models (tests/support/tiny_model.h), greedy.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <random>
+#include <string>
 
+#include "codegen/cpu/microkernels.h"
 #include "runtime/artifact_writer.h"
 #include "runtime/kiln.h"
 #include "tests/support/test_support.h"
@@ -166,30 +169,39 @@ TEST(Batch, StopsEachSequenceOnItsOwn) {
   EXPECT_TRUE((*none)[0].tokens.empty());
 }
 
-// The real models, four golden prompts decoded together through the JIT: each sequence's tokens
-// are those of the same prompt generated alone (a row of a batched product is summed as the
-// product of one row).
+// The real models, four prompts decoded together through the JIT: each sequence's tokens are those
+// of the same batch on the reference interpreter, which rounds as llama.cpp does for a batch of
+// four (docs/parity.md). A batched step does not round as four single steps do: ggml-cpu, and so
+// kiln, picks the f16 attention product (and the K-quant kernels) by the number of token rows,
+// so a batched sequence may leave its solo path at a near tie, as it would in llama.cpp.
 class RealBatch : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(RealBatch, FourPromptsTogetherGiveEachPromptsOwnTokens) {
+TEST_P(RealBatch, FourPromptsTogetherGiveTheInterpretersTokens) {
   KILN_REQUIRE_MODEL(path, GetParam());
-  LoadOptions lo;
-  lo.backend = BackendKind::kCpu;
-  lo.ctx = 256;
-  lo.batch = 4;
-  auto m = Model::load(path, lo);
-  ASSERT_TRUE(m.ok()) << m.message();
-  std::vector<std::vector<int32_t>> ps;
-  for (const char* t : {"The capital of France is", "Once upon a time, there was a little",
-                        "def fibonacci(n):", "The three primary colors are red, yellow and"}) {
-    auto ids = (*m)->tokenize(t, true);
-    ASSERT_TRUE(ids.ok());
-    ps.push_back(*ids);
+  const char* order = std::getenv("KILN_MK_ORDER");
+  if (mk::best_isa() != mk::Isa::kAvx512Vnni || (order && std::string(order) == "fast"))
+    GTEST_SKIP() << "the microkernels sum in ggml's order only on AVX-512 VNNI";
+  std::vector<std::vector<int32_t>> out[2];
+  for (BackendKind kind : {BackendKind::kCpu, BackendKind::kInterpreter}) {
+    LoadOptions lo;
+    lo.backend = kind;
+    lo.ctx = 64;
+    lo.batch = 4;
+    auto m = Model::load(path, lo);
+    ASSERT_TRUE(m.ok()) << m.message();
+    std::vector<std::vector<int32_t>> ps;
+    for (const char* t : {"The capital of France is", "Once upon a time, there was a little",
+                          "def fibonacci(n):", "The three primary colors are red, yellow and"}) {
+      auto ids = (*m)->tokenize(t, true);
+      ASSERT_TRUE(ids.ok());
+      ps.push_back(*ids);
+    }
+    auto batched = (*m)->generate_batch(ps, greedy(8));
+    ASSERT_TRUE(batched.ok()) << batched.message();
+    for (const auto& g : *batched) out[kind == BackendKind::kCpu ? 0 : 1].push_back(g.tokens);
   }
-  auto batched = (*m)->generate_batch(ps, greedy(16));
-  ASSERT_TRUE(batched.ok()) << batched.message();
-  const auto single = one_at_a_time(**m, ps, 16);
-  for (size_t i = 0; i < ps.size(); ++i) EXPECT_EQ((*batched)[i].tokens, single[i]) << i;
+  ASSERT_EQ(out[0].size(), 4u);
+  for (size_t i = 0; i < out[0].size(); ++i) EXPECT_EQ(out[0][i], out[1][i]) << "prompt " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, RealBatch, ::testing::Values("smollm2", "gemma3"));

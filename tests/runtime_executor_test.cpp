@@ -148,13 +148,17 @@ TEST(Context, PlanChunks) {
     return s;
   };
   EXPECT_EQ(runtime::plan_chunks(1, buckets), std::vector<int>({1}));
-  // Short runs go through the decode graph, token by token.
-  EXPECT_EQ(runtime::plan_chunks(runtime::kDecodePrefill, buckets),
-            std::vector<int>(size_t(runtime::kDecodePrefill), 1));
-  EXPECT_EQ(runtime::plan_chunks(runtime::kDecodePrefill + 1, buckets), std::vector<int>({16}));
-  EXPECT_EQ(runtime::plan_chunks(8, buckets, 0), std::vector<int>({16}));
-  EXPECT_EQ(runtime::plan_chunks(128, buckets), std::vector<int>({64, 64}));
+  // A run that one bucket holds is one call, as llama.cpp batches a prompt.
+  EXPECT_EQ(runtime::plan_chunks(2, buckets), std::vector<int>({16}));
+  EXPECT_EQ(runtime::plan_chunks(17, buckets), std::vector<int>({64}));
   EXPECT_EQ(runtime::plan_chunks(256, buckets), std::vector<int>({256}));
+  // Longer: the largest bucket, then one bucket (or the decode graph) for the rest.
+  EXPECT_EQ(runtime::plan_chunks(300, buckets), std::vector<int>({256, 64}));
+  EXPECT_EQ(runtime::plan_chunks(257, buckets), std::vector<int>({256, 1}));
+  // Short runs through the decode graph when asked.
+  EXPECT_EQ(runtime::plan_chunks(8, buckets, 8), std::vector<int>(8, 1));
+  EXPECT_EQ(runtime::plan_chunks(9, buckets, 8), std::vector<int>({16}));
+  EXPECT_EQ(runtime::plan_chunks(5, {}, 0), std::vector<int>(5, 1));
   for (int n = 1; n < 700; ++n) {
     std::vector<int> p = runtime::plan_chunks(n, buckets, 0);
     ASSERT_FALSE(p.empty());

@@ -35,9 +35,10 @@ struct Options {
   // quantize activations to 8 bits and call the xbyak microkernels through args->mk. false: the
   // kernel library's dot products with f32 activations (the only path on AArch64).
   bool microkernels = true;
-  // With microkernels: weights of a packable type (mk::packable: Q4_0, Q4_1, Q5_0, Q8_0) that a
-  // kernel reads only as a product's weight are read in the microkernels' packed layout, 2-3x
-  // faster; the executor binds those operands (KernelInfo::packed_operands) to repacked copies.
+  // With microkernels: weights of a packable type (mk::packable: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K,
+  // Q6_K) that a kernel reads only as a product's weight are read in the microkernels' packed
+  // layout, 2-3x faster; the executor binds those operands (KernelInfo::packed_operands) to
+  // repacked copies.
   bool packed_weights = true;
   // Threads that compile distinct kernels in parallel (0: hardware threads, at most 4).
   int compile_threads = 0;

@@ -10,6 +10,7 @@
 
 #include <map>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -85,7 +86,15 @@ class RegionEmitter {
   Result<llvm::Value*> ielem(const ir::Value* v, Ix ix);
   Result<llvm::Value*> compute(const ir::Value* v, Ix& ix);
   Result<llvm::Value*> concat(const ir::Node& n, Ix& ix);
-  llvm::Value* inv_freq_table(const ir::Node& rope);
+  // The angle table of a rope's position (kl_rope_angles), one per distinct (n_dims, freq_base,
+  // freq_scale) in the function, recomputed only when a row's position differs from the last
+  // one's: cosf/sinf per pair are too slow to call for every head row.
+  struct RopeAngles {
+    llvm::Value* cs = nullptr;   // float[n_dims], cos and sin per pair
+    llvm::Value* pos = nullptr;  // i64: the position cs holds (INT64_MIN: none)
+    float theta_scale = 0;
+  };
+  RopeAngles& rope_angles(const ir::Node& rope);
 
   // ---- emit_stages.cpp
   Status flat_stage(const plan::FlatStage& f);
@@ -118,10 +127,14 @@ class RegionEmitter {
   llvm::Type *i8, *i16, *i32, *i64, *f32, *f64, *ptr, *void_;
   llvm::Value *ith = nullptr, *nth = nullptr, *mk = nullptr;
   llvm::Value *barrier_fn = nullptr, *barrier_ctx = nullptr;
+  llvm::Value* args_ = nullptr;  // the KilnKernelArgs
+  // The run's real token count (KilnKernelArgs::tokens), 0 when the executor gives none.
+  llvm::Value* real_tokens();
   llvm::Value *shared_base = nullptr, *priv_base = nullptr;
   std::vector<llvm::Value*> operands_, results_;
   Unit U;
   std::map<std::vector<const void*>, llvm::Value*> memo_;
+  std::map<std::tuple<int64_t, double, double>, RopeAngles> rope_angles_;
 };
 
 template <class Body>

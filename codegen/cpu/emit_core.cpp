@@ -250,6 +250,7 @@ Status RegionEmitter::emit(const std::string& symbol, uint64_t scratch_bytes) {
   nth = B.CreateSExt(field(offsetof(KilnKernelArgs, nth), i32), i64);
   barrier_fn = field(offsetof(KilnKernelArgs, barrier), ptr);
   barrier_ctx = field(offsetof(KilnKernelArgs, barrier_ctx), ptr);
+  args_ = args;
   const int nops = region_.num_operands();
   for (int i = 0; i < nops + int(region_.results.size()); ++i) {
     llvm::Value* p = B.CreateLoad(ptr, B.CreateGEP(ptr, buffers, cst(i)));
@@ -281,6 +282,23 @@ Status RegionEmitter::emit(const std::string& symbol, uint64_t scratch_bytes) {
   }
   B.CreateRetVoid();
   return Status::Ok();
+}
+
+llvm::Value* RegionEmitter::real_tokens() {
+  llvm::Value* p =
+      B.CreateLoad(ptr, byte_gep(args_, cst(int64_t(offsetof(KilnKernelArgs, tokens)))));
+  llvm::BasicBlock* from = B.GetInsertBlock();
+  llvm::BasicBlock* read = llvm::BasicBlock::Create(C, "tokens.read", F);
+  llvm::BasicBlock* done = llvm::BasicBlock::Create(C, "tokens.done", F);
+  B.CreateCondBr(B.CreateIsNull(p), done, read);
+  B.SetInsertPoint(read);
+  llvm::Value* v = B.CreateLoad(i32, p);
+  B.CreateBr(done);
+  B.SetInsertPoint(done);
+  llvm::PHINode* phi = B.CreatePHI(i32, 2);
+  phi->addIncoming(B.getInt32(0), from);
+  phi->addIncoming(v, read);
+  return phi;
 }
 
 }  // namespace kiln::cpu

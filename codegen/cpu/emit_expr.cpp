@@ -117,15 +117,21 @@ Result<llvm::Value*> RegionEmitter::elem(const ir::Value* v, Ix ix, bool computi
   return r;
 }
 
-llvm::Value* RegionEmitter::inv_freq_table(const ir::Node& rope) {
-  // freq_base^(-2i/n_dims), computed as the reference interpreter does.
+RegionEmitter::RopeAngles& RegionEmitter::rope_angles(const ir::Node& rope) {
   const int64_t nd = rope.attrs.i("n_dims");
-  const double base = rope.attrs.f("freq_base");
-  std::vector<double> t(size_t(std::max<int64_t>(nd / 2, 1)), 0.0);
-  for (int64_t i = 0; i < nd / 2; ++i) t[size_t(i)] = std::pow(base, -2.0 * double(i) / double(nd));
-  llvm::Constant* init = llvm::ConstantDataArray::get(C, t);
-  return new llvm::GlobalVariable(M, init->getType(), true, llvm::GlobalValue::PrivateLinkage, init,
-                                  "kiln.rope_freq");
+  const double base = rope.attrs.f("freq_base"), fs = rope.attrs.f("freq_scale");
+  const std::tuple<int64_t, double, double> key{nd, base, fs};
+  auto it = rope_angles_.find(key);
+  if (it != rope_angles_.end()) return it->second;
+  // Allocated and invalidated at the top of the function: no position computed yet.
+  llvm::IRBuilder<> eb(&F->getEntryBlock(), F->getEntryBlock().begin());
+  RopeAngles a;
+  a.cs = eb.CreateAlloca(f32, cst(std::max<int64_t>(nd, 1)), "rope.cs");
+  a.pos = eb.CreateAlloca(i64, nullptr, "rope.pos");
+  eb.CreateStore(cst(std::numeric_limits<int64_t>::min()), a.pos);
+  // freq_base^(-2/n_dims) in f32 by the C library's powf, as ggml-cpu and the interpreter.
+  a.theta_scale = std::pow(float(base), -2.0f / float(nd));
+  return rope_angles_.emplace(key, a).first->second;
 }
 
 Result<llvm::Value*> RegionEmitter::concat(const ir::Node& n, Ix& ix) {

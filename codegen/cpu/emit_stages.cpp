@@ -110,9 +110,15 @@ Status RegionEmitter::row_op(const plan::RowOp& r, llvm::Value* start, llvm::Val
           st = pos.status();
           return;
         }
+        const int64_t nd = n.attrs.i("n_dims");
+        RopeAngles& a = rope_angles(n);
+        if_then(B.CreateICmpNE(*pos, B.CreateLoad(i64, a.pos)), [&] {
+          call("kl_rope_angles", void_,
+               {a.cs, cst(nd), *pos, cf(float(n.attrs.f("freq_scale"))), cf(a.theta_scale)});
+          B.CreateStore(*pos, a.pos);
+        });
         call("kl_rope_row", void_,
-             {tmp, out, cst(row), cst(n.attrs.i("n_dims")), B.getInt32(n.attrs.s("mode") == "neox"),
-              *pos, llvm::ConstantFP::get(f64, n.attrs.f("freq_scale")), inv_freq_table(n)});
+             {tmp, out, cst(row), cst(nd), B.getInt32(n.attrs.s("mode") == "neox"), a.cs});
         break;
       }
       case Op::GetRows: {
@@ -359,8 +365,8 @@ Status RegionEmitter::tile_stage(const plan::TileStage& t) {
   }
   llvm::FunctionType* gty =
       llvm::FunctionType::get(void_, {ptr, i64, i32, i32, ptr, i64, i32, ptr, i64, i32}, false);
-  llvm::FunctionType* pty =
-      llvm::FunctionType::get(void_, {ptr, i32, i32, i32, ptr, i64, i32, ptr, i64, i32}, false);
+  llvm::FunctionType* pty = llvm::FunctionType::get(
+      void_, {ptr, i32, i32, i32, ptr, i64, i32, ptr, i64, i32, i32}, false);
   llvm::Value* wtmp = priv_f32(t.wtmp);
   // mul_mat's act on the library path: every activation row rounded once per thread.
   llvm::Value* xs = nullptr;
@@ -400,10 +406,11 @@ Status RegionEmitter::tile_stage(const plan::TileStage& t) {
         llvm::Value* n0 = B.CreateAdd(c0, cst(shift));
         llvm::Value* n1 = B.CreateAdd(n0, w);
         if (t.packed) {
-          B.CreateCall(pty, gemm,
-                       {W, B.getInt32(int32_t(t.N)), B.CreateTrunc(n0, i32), B.CreateTrunc(n1, i32),
-                        xq, cst(int64_t(t.xq_row)), B.getInt32(int32_t(t.M)),
-                        f32_gep(tb, B.CreateNeg(n0)), cst(g.tile), B.getInt32(int32_t(t.K))});
+          B.CreateCall(
+              pty, gemm,
+              {W, B.getInt32(int32_t(t.N)), B.CreateTrunc(n0, i32), B.CreateTrunc(n1, i32), xq,
+               cst(int64_t(t.xq_row)), B.getInt32(int32_t(t.M)), f32_gep(tb, B.CreateNeg(n0)),
+               cst(g.tile), B.getInt32(int32_t(t.K)), real_tokens()});
         } else if (t.microkernel) {
           // y[m * stride + n] for n in [n0, n1): the tile buffer, shifted back by n0 columns.
           B.CreateCall(gty, gemm,

@@ -1,6 +1,7 @@
 // Object code into this process: ORC's LLJIT links the relocatable objects that compile_graph
 // (JIT path) or emit_object (ahead of time, then load_object) produced. Linking only: no LLVM IR,
-// no optimization. Kernels resolve memcpy/memset from the process; they call nothing else.
+// no optimization. Kernels resolve memcpy/memset and the C library's cosf/sinf/expf (rope and
+// softmax, as llama.cpp calls them) from the process; they call nothing else.
 #if KILN_WITH_LLVM
 
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>

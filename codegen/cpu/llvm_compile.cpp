@@ -190,11 +190,21 @@ Status compile_module(const std::vector<Job>& jobs, const Resolved& r, const Opt
       llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", f));
       b.CreateRet(b.CreateBitCast(b.CreateFPTrunc(f->getArg(0), b.getHalfTy()), b.getInt16Ty()));
     }
+    if (llvm::Function* f = mod->getFunction("kl_f16x16_to_f32"); f && !f->isDeclaration()) {
+      f->deleteBody();
+      llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", f));
+      llvm::Value* h = b.CreateAlignedLoad(llvm::FixedVectorType::get(b.getInt16Ty(), 16),
+                                           f->getArg(0), llvm::Align(1));
+      h = b.CreateBitCast(h, llvm::FixedVectorType::get(b.getHalfTy(), 16));
+      b.CreateAlignedStore(b.CreateFPExt(h, llvm::FixedVectorType::get(b.getFloatTy(), 16)),
+                           f->getArg(1), llvm::Align(4));
+      b.CreateRetVoid();
+    }
   }
   // Scalar functions of one element are inlined everywhere, so the loops that call them vectorize.
-  for (const char* name : {"kl_f16_to_f32", "kl_f32_to_f16", "kl_bf16_to_f32", "kl_f32_to_bf16",
-                           "kl_expf", "kl_tanhf", "kl_tanhf_exact", "kl_erff", "kl_silu",
-                           "kl_gelu_tanh", "kl_gelu_erf", "kl_gelu_tanh_f16", "kl_sin", "kl_cos"})
+  for (const char* name : {"kl_f16_to_f32", "kl_f32_to_f16", "kl_f16x16_to_f32", "kl_bf16_to_f32",
+                           "kl_f32_to_bf16", "kl_expf", "kl_tanhf", "kl_tanhf_exact", "kl_erff",
+                           "kl_silu", "kl_gelu_tanh", "kl_gelu_erf", "kl_gelu_tanh_f16"})
     if (llvm::Function* f = mod->getFunction(name); f && !f->isDeclaration()) {
       f->removeFnAttr(llvm::Attribute::NoInline);
       f->addFnAttr(llvm::Attribute::AlwaysInline);

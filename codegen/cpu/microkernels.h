@@ -42,9 +42,12 @@ using GemmFn = void (*)(const void* W, size_t w_row_bytes, int n0, int n1, const
                         size_t xq_row_bytes, int M, float* y, size_t y_row_stride, int K);
 
 // The same product with the weights in the packed layout (pack_weights). n0 is a multiple of
-// kPackRows; n1 is a multiple of kPackRows or N.
+// kPackRows; n1 is a multiple of kPackRows or N. `tokens`: how many of the M rows are real tokens
+// (the rest a bucket's padding; <= 0: all), which decides ggml's summation order for the
+// K-quants (llama.cpp picks their kernels by the batch's token count).
 using GemmPackedFn = void (*)(const void* Wp, int N, int n0, int n1, const void* xq,
-                              size_t xq_row_bytes, int M, float* y, size_t y_row_stride, int K);
+                              size_t xq_row_bytes, int M, float* y, size_t y_row_stride, int K,
+                              int tokens);
 
 // The kernels of one weight type for one ISA.
 struct Kernels {
@@ -92,7 +95,7 @@ Status gemm(DType weight_type, const void* W, size_t w_row_bytes, int n0, int n1
 // rows in groups of kPackRows, each 32-block of the group stored as the 16 rows' scales side by
 // side, then the quants in 4-byte units interleaved across the rows (so one 512-bit vpdpbusd
 // computes 4 products for each of 16 rows). Same bytes as the file; docs/microkernels.md has the
-// record layouts. Q4_0, Q4_1, Q5_0 and Q8_0 for now.
+// record layouts. Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K.
 inline constexpr int kPackRows = 16;
 bool packable(DType weight_type);
 // Bytes of N rows of K elements packed (N rounded up to a multiple of kPackRows).
@@ -104,7 +107,8 @@ Status pack_weights(DType weight_type, const void* W, size_t w_row_bytes, int N,
 Status unpack_weights(DType weight_type, const void* packed, int N, int K, void* W,
                       size_t w_row_bytes);
 Status gemm_packed(DType weight_type, const void* Wp, int N, int n0, int n1, const void* xq,
-                   size_t xq_row_bytes, int M, float* y, size_t y_row_stride, int K);
+                   size_t xq_row_bytes, int M, float* y, size_t y_row_stride, int K,
+                   int tokens = 0);
 
 // Rewrites one activation row as ggml blocks of act_type(weight_type) (BlockQ8_0 / BlockQ8_1 /
 // BlockQ8_K, row_bytes(act_type, K) bytes): for tests and for code that wants ggml's layout.

@@ -119,8 +119,9 @@ void gemm_entry(const void* W, size_t w_row_bytes, int n0, int n1, const void* x
 
 template <int I, int T>
 void gemm_packed_entry(const void* Wp, int N, int n0, int n1, const void* xq, size_t xq_row_bytes,
-                       int M, float* y, size_t y_row_stride, int K) {
-  run_packed(g_packed[I][T], kTypes[T], Wp, N, n0, n1, xq, xq_row_bytes, M, y, y_row_stride, K);
+                       int M, float* y, size_t y_row_stride, int K, int tokens) {
+  run_packed(g_packed[I][T], &gemm_entry<I, T>, kTypes[T], Wp, N, n0, n1, xq, xq_row_bytes, M, y,
+             y_row_stride, K, tokens);
 }
 
 template <int I, int... T>
@@ -336,7 +337,7 @@ Status gemm(DType weight_type, const void* W, size_t w_row_bytes, int n0, int n1
 }
 
 Status gemm_packed(DType weight_type, const void* Wp, int N, int n0, int n1, const void* xq,
-                   size_t xq_row_bytes, int M, float* y, size_t y_row_stride, int K) {
+                   size_t xq_row_bytes, int M, float* y, size_t y_row_stride, int K, int tokens) {
   KILN_RETURN_IF_ERROR(check_k(weight_type, K));
   if (!packable(weight_type)) {
     return make_error("microkernels: no packed layout for ", dtype_name(weight_type));
@@ -347,7 +348,7 @@ Status gemm_packed(DType weight_type, const void* Wp, int N, int n0, int n1, con
   }
   const Kernels* k = kernels(weight_type);
   if (!k) return make_error("microkernels: no kernels available");
-  k->gemm_packed(Wp, N, n0, n1, xq, xq_row_bytes, M, y, y_row_stride, K);
+  k->gemm_packed(Wp, N, n0, n1, xq, xq_row_bytes, M, y, y_row_stride, K, tokens);
   return Status::Ok();
 }
 

@@ -67,6 +67,11 @@ inline constexpr int kMaxPackMr = 8;
 struct PackedSet {
   int mr_max = 0;
   TileFn fn[kMaxPackMr + 1] = {};
+  // K-quants in ggml's order, which depends on the tokens of the batch (run_packed): fn sums as
+  // ggml does for few tokens (Q4_K gemv, Q6_K vec_dot), fn_many for groups of 4 rows (Q4_K gemm)
+  // or 8 tokens and more (Q6_K tiled). Empty where the ISA has no packed K-quant tiles.
+  int mr_many = 0;
+  TileFn fn_many[kMaxPackMr + 1] = {};
 };
 
 // Where the parts of one packed 32-block record (16 rows) start; bytes = 16 * block bytes.
@@ -79,8 +84,22 @@ struct PackedLegacy {
 };
 PackedLegacy packed_legacy(DType weight_type);
 
-void run_packed(const PackedSet& ps, DType weight_type, const void* Wp, int N, int n0, int n1,
-                const void* xq, size_t xq_row_bytes, int M, float* y, size_t y_row_stride, int K);
+// Where the parts of one packed 256-element K-quant record (16 rows) start; bytes = 16 * block
+// bytes (mk_pack.cpp has the layouts).
+struct PackedK {
+  int block_bytes;  // of the file's block
+  int dmin_off;     // Q4_K: the 16 f16 dmin (d's are at 0)
+  int sc_off;       // the scale bytes in 64-byte chunks (Q4_K: 3, Q6_K: 4)
+  int q_off;        // 32 chunks of nibbles
+  int hb_off;       // Q6_K: 16 chunks of the levels' top two bits
+};
+PackedK packed_kquant(DType weight_type);
+
+// `tokens`: the real tokens of the batch (<= 0: all M rows), which pick ggml's K-quant order. Sets
+// without tiles for the type (mr_max 0) run `fallback` on unpacked groups.
+void run_packed(const PackedSet& ps, GemmFn fallback, DType weight_type, const void* Wp, int N,
+                int n0, int n1, const void* xq, size_t xq_row_bytes, int M, float* y,
+                size_t y_row_stride, int K, int tokens);
 GemmPackedFn scalar_gemm_packed(DType weight_type);
 
 // Runs a tile set over the whole product (the JIT variants' GemmFn body).

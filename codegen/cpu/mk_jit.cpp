@@ -4,9 +4,9 @@
 
 #include <cstdlib>
 #include <exception>
-#include <string>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "codegen/cpu/mk_jit_base.h"
@@ -27,12 +27,15 @@ Status jit_tiles(Isa isa, TileSet sets[kNumTypes], PackedSet packed[kNumTypes]) 
       gen->build(sets[t]);
       gen->setProtectModeRE();
       keep.push_back(std::move(gen));
-      if (packable(type)) {
-        const char* order = std::getenv("KILN_MK_ORDER");
-        const bool fast = order && std::string(order) == "fast";
-        std::unique_ptr<PackedGen> pg = isa == Isa::kAvx512Vnni && !fast
-                                            ? make_packed_ggml_gen(isa, type)
-                                            : make_packed_gen(isa, type);
+      // ggml's summation order where it is generated (AVX-512 VNNI), unless KILN_MK_ORDER=fast;
+      // K-quants have packed tiles only in that order (elsewhere: unpacked per group).
+      const char* order = std::getenv("KILN_MK_ORDER");
+      const bool ggml = isa == Isa::kAvx512Vnni && !(order && std::string(order) == "fast");
+      const bool kquant = type == DType::Q4_K || type == DType::Q6_K;
+      if (packable(type) && (ggml || !kquant)) {
+        std::unique_ptr<PackedGen> pg = kquant ? make_packed_kquant_gen(isa, type)
+                                        : ggml ? make_packed_ggml_gen(isa, type)
+                                               : make_packed_gen(isa, type);
         pg->build(packed[t]);
         pg->setProtectModeRE();
         keep_packed.push_back(std::move(pg));

@@ -148,7 +148,9 @@ std::unique_ptr<TileGen> make_legacy_gen(Isa isa, DType weight_type);    // Q4_0
 std::unique_ptr<PackedGen> make_packed_gen(Isa isa, DType weight_type);  // the same, packed
 // The packed tiles in ggml-cpu's summation order (AVX-512 VNNI only).
 std::unique_ptr<PackedGen> make_packed_ggml_gen(Isa isa, DType weight_type);
-std::unique_ptr<TileGen> make_kquant_gen(Isa isa, DType weight_type);    // Q4_K Q6_K
+// Q4_K and Q6_K packed, in ggml-cpu's orders (AVX-512 VNNI only).
+std::unique_ptr<PackedGen> make_packed_kquant_gen(Isa isa, DType weight_type);
+std::unique_ptr<TileGen> make_kquant_gen(Isa isa, DType weight_type);  // Q4_K Q6_K
 
 }  // namespace kiln::mk::detail
 

@@ -820,7 +820,9 @@ Status Planner::build() {
             const int64_t group = q.dim(2) / kc.dim(2);
             const int64_t units = q.dim(0) * q.dim(1) * kc.dim(2);
             st.attn.priv =
-                priv(uint64_t(attention_private_floats(q.dim(3), vc.dim(3), group, kc.dim(1))) * 4);
+                priv(uint64_t(attention_private_floats(q.dim(3), vc.dim(3), group, kc.dim(1),
+                                                       n.attrs.dtype("act") == DType::F16)) *
+                     4);
             st.attn.shared_floats = attention_shared_floats(units, vc.dim(3), group);
             st.attn.shared = shared;
             shared += align64(uint64_t(st.attn.shared_floats) * 4);
@@ -919,8 +921,8 @@ Root strip_free(const ir::Value* v) {
 }
 
 // kl_attention_private_floats (lib/kl_attention.cpp).
-int64_t attention_private_floats(int64_t D, int64_t Dv, int64_t group, int64_t C) {
-  return 32 * (D + Dv) + group * (32 + C + D + Dv + 2);
+int64_t attention_private_floats(int64_t D, int64_t Dv, int64_t group, int64_t C, bool act16) {
+  return 32 * (D + Dv) + group * (32 + C + D + Dv + 2) + (act16 ? 64 * Dv : 0);
 }
 
 int64_t attention_shared_floats(int64_t units, int64_t Dv, int64_t group) {

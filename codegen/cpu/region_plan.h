@@ -160,8 +160,9 @@ struct Root {
 };
 Root strip_free(const ir::Value* v);
 
-// Bytes of private scratch the kernel library's attention needs, and its shared floats.
-int64_t attention_private_floats(int64_t D, int64_t Dv, int64_t group, int64_t C);
+// Floats of private scratch the kernel library's attention needs (act16: attention's act is f16),
+// and its shared floats.
+int64_t attention_private_floats(int64_t D, int64_t Dv, int64_t group, int64_t C, bool act16);
 int64_t attention_shared_floats(int64_t units, int64_t Dv, int64_t group);
 
 // A readable summary of a plan (tests and `KILN_CODEGEN_DEBUG`).

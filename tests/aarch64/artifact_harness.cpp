@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -130,11 +131,12 @@ Result<std::unique_ptr<Program>> load(const std::string& path, int nth) {
   KILN_ASSIGN_OR_RETURN(auto infos, artifact::decode_kernels(v.text(*k_s)));
   KILN_ASSIGN_OR_RETURN(auto obj_s, section(artifact::SectionKind::kGraphObject));
 
-  // The object code, linked here; kernels may call only memcpy/memset (codegen-cpu.md).
+  // The object code, linked here; kernels may call only memcpy/memset and the C library's
+  // cosf/sinf/expf, which llama.cpp's rope and softmax call (codegen-cpu.md).
   const std::map<std::string, void*> externals = {
-      {"memcpy", reinterpret_cast<void*>(&memcpy)},
-      {"memmove", reinterpret_cast<void*>(&memmove)},
-      {"memset", reinterpret_cast<void*>(&memset)},
+      {"memcpy", reinterpret_cast<void*>(&memcpy)}, {"memmove", reinterpret_cast<void*>(&memmove)},
+      {"memset", reinterpret_cast<void*>(&memset)}, {"cosf", reinterpret_cast<void*>(&cosf)},
+      {"sinf", reinterpret_cast<void*>(&sinf)},     {"expf", reinterpret_cast<void*>(&expf)},
   };
   auto linked = a64::link_object(v.data(*obj_s), externals);
   if (!linked.ok()) return linked.error().wrap(path + ": graph.object " + name);

@@ -27,6 +27,7 @@ struct KilnKernelArgs {
   int32_t nth;
   void (*barrier)(void* ctx);
   void* barrier_ctx;
+  const int32_t* tokens;
 };
 typedef void (*KilnKernelFn)(const struct KilnKernelArgs* args);
 

@@ -1,6 +1,6 @@
 // Conversions and scalar math for the kernel library. Each function is branch-free (selects, not
-// jumps) so that loops calling it vectorize after inlining. Accuracy: exp, tanh and silu within a
-// few f32 ulp; erf within 2e-7 absolute; sin/cos in double to ~1e-16 for |x| < 1e6 (rope angles).
+// jumps) so that loops calling it vectorize after inlining. exp and silu are ggml-cpu's (bit for
+// bit); tanh within a few f32 ulp; erf within 2e-7 absolute.
 #include "kl.h"
 
 using kl::bits_f32;
@@ -38,6 +38,13 @@ KL_API uint16_t kl_f32_to_f16(float f) {
   return uint16_t(sign | h);
 }
 
+// 16 halves at src to floats at dst. Where the target converts halves natively, the code generator
+// replaces the body with one vector conversion: the vectorizer does not form a 16-wide one from
+// kl_f16_to_f32 (its cost model picks 4 lanes).
+KL_API void kl_f16x16_to_f32(const uint8_t* src, float* dst) {
+  for (int l = 0; l < 16; ++l) dst[l] = kl_f16_to_f32(kl::load_u16(src + 2 * l));
+}
+
 KL_API float kl_bf16_to_f32(uint16_t h) {
   return bits_f32(uint32_t(h) << 16);
 }
@@ -48,28 +55,27 @@ KL_API uint16_t kl_f32_to_bf16(float f) {
   return uint16_t((x + (0x7fffu + ((x >> 16) & 1u))) >> 16);
 }
 
-// e^x = 2^n e^r with n = rint(x / ln 2) and |r| <= ln2 / 2 (ln 2 split in two for exactness); e^r
-// by a degree-6 minimax polynomial. 2^n is applied as two factors so n down to -150 (subnormal
-// results) never builds a denormal exponent.
+// ggml_v_expf (ggml-cpu's AVX-512 exp, runtime/interp_ggml_math.h): n = rint(x / ln 2) by the
+// 1.5 * 2^23 trick, the reduced argument b = x - n ln 2 (ln 2 in two parts), a degree-5
+// polynomial j(b), then j * 2^n as _mm512_scalef_ps does: one correctly rounded multiply,
+// applied here as two power-of-two factors (n in [-192, 192] splits into halves that are normal
+// floats, and j * 2^(n/2) is exact), so subnormal results round as scalef and ldexp do.
+// |n| > 192 gives 0 or inf. Branch-free: it vectorizes.
 KL_API float kl_expf(float x) {
-  const float xc = kl::max(kl::min(x, 88.7f), -103.9f);
-  const float n = __builtin_rintf(xc * 1.44269504088896341f);
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  const float z = r * r;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * z + r + 1.0f;
-  const int32_t ni = int32_t(n);
+  const float r = 0x1.8p23f;
+  const float z = __builtin_fmaf(x, 0x1.715476p+0f, r);
+  const float n = z - r;
+  const float b = __builtin_fmaf(-n, 0x1.7f7d1cp-20f, __builtin_fmaf(-n, 0x1.62e4p-1f, x));
+  const float u = b * b;
+  const float j =
+      __builtin_fmaf(__builtin_fmaf(__builtin_fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                    __builtin_fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                     u, __builtin_fmaf(0x1.ffffecp-1f, b, 1.0f));
+  const int32_t ni = int32_t(kl::max(kl::min(n, 192.0f), -192.0f));  // NaN: any, j is NaN
   const int32_t n1 = ni >> 1, n2 = ni - n1;
-  float y = p * bits_f32(uint32_t(n1 + 127) << 23) * bits_f32(uint32_t(n2 + 127) << 23);
-  y = x > 88.72283935546875f ? __builtin_inff() : y;
-  y = x < -103.972084f ? 0.0f : y;
-  return x != x ? x : y;
+  const float y = j * bits_f32(uint32_t(n1 + 127) << 23) * bits_f32(uint32_t(n2 + 127) << 23);
+  const float out = n <= 0.0f ? 0.0f : __builtin_inff();
+  return __builtin_fabsf(n) > 192.0f ? out : y;
 }
 
 KL_API float kl_tanhf(float x) {
@@ -106,8 +112,9 @@ KL_API float kl_erff(float x) {
   return a < 0.5f ? small : __builtin_copysignf(big, x);
 }
 
+// ggml_v_silu.
 KL_API float kl_silu(float x) {
-  return x / (1.0f + kl_expf(-x));
+  return x / (1.0f + kl_expf(0.0f - x));
 }
 
 KL_API float kl_gelu_tanh(float x) {
@@ -169,66 +176,6 @@ KL_API float kl_gelu_tanh_f16(float x) {
 
 KL_API float kl_gelu_erf(float x) {
   return 0.5f * x * (1.0f + kl_erff(x * 0.7071067811865476f));
-}
-
-// sin and cos in double: x = k pi/2 + r (Cody-Waite, pi/2 in three parts), |r| <= pi/4, Taylor
-// polynomials to r^17 / r^16, then the quadrant.
-namespace {
-
-struct Reduced {
-  double r;
-  int64_t q;
-};
-
-KL_INLINE Reduced reduce(double x) {
-  const double k = __builtin_rint(x * 0.63661977236758134308);
-  double r = x - k * 1.57079632673412561417e+00;
-  r = r - k * 6.07710050630396597660e-11;
-  r = r - k * 2.02226624879595063154e-21;
-  return {r, int64_t(k)};
-}
-
-KL_INLINE double sin_poly(double r) {
-  const double z = r * r;
-  double p = -1.0 / 1307674368000.0;
-  p = p * z + 1.0 / 6227020800.0;
-  p = p * z - 1.0 / 39916800.0;
-  p = p * z + 1.0 / 362880.0;
-  p = p * z - 1.0 / 5040.0;
-  p = p * z + 1.0 / 120.0;
-  p = p * z - 1.0 / 6.0;
-  return r + r * z * p;
-}
-
-KL_INLINE double cos_poly(double r) {
-  const double z = r * r;
-  double p = 1.0 / 20922789888000.0;
-  p = p * z - 1.0 / 87178291200.0;
-  p = p * z + 1.0 / 479001600.0;
-  p = p * z - 1.0 / 3628800.0;
-  p = p * z + 1.0 / 40320.0;
-  p = p * z - 1.0 / 720.0;
-  p = p * z + 1.0 / 24.0;
-  p = p * z - 0.5;
-  return 1.0 + z * p;
-}
-
-}  // namespace
-
-KL_API double kl_sin(double x) {
-  const Reduced red = reduce(x);
-  const double s = sin_poly(red.r), c = cos_poly(red.r);
-  const int64_t q = red.q & 3;
-  const double v = (q & 1) ? c : s;
-  return (q & 2) ? -v : v;
-}
-
-KL_API double kl_cos(double x) {
-  const Reduced red = reduce(x);
-  const double s = sin_poly(red.r), c = cos_poly(red.r);
-  const int64_t q = red.q & 3;
-  const double v = (q & 1) ? s : c;
-  return ((q + 1) & 2) ? -v : v;
 }
 
 KL_API float kl_vdot(const float* a, const float* b, int64_t n) {

@@ -318,6 +318,49 @@ KL_PACKED(q4_1, 20, 32, 0, 64, 4, 4, 0)
 KL_PACKED(q5_0, 22, 0, 32, 96, 4, 6, 0)
 KL_PACKED(q8_0, 34, 0, 0, 32, 8, 2, 0x80)
 
+// The K-quants' packed records (256 elements; mk_pack.cpp): a row's byte i of a chunked part at
+// OFF is at OFF + 64 (i / 4) + 4 r + i % 4.
+KL_INLINE uint8_t packed_byte(const uint8_t* rec, int off, int64_t r, int i) {
+  return rec[off + 64 * (i / 4) + 4 * r + i % 4];
+}
+
+KL_API void kl_dequant_packed_row_q4_k(const uint8_t* p, int64_t row, float* dst, int64_t n) {
+  const int64_t nb = n / 256, r = row % 16;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* rec = p + ((row / 16) * nb + b) * 16 * 144;
+    uint8_t blk[144];  // d, dmin, scales[12], qs[128]
+    for (int i = 0; i < 2; ++i) {
+      blk[i] = rec[2 * r + i];
+      blk[2 + i] = rec[32 + 2 * r + i];
+    }
+    for (int i = 0; i < 12; ++i) blk[4 + i] = packed_byte(rec, 64, r, i);
+    for (int i = 0; i < 128; ++i) blk[16 + i] = packed_byte(rec, 256, r, i);
+    deq_q4_k(blk, dst + b * 256);
+  }
+}
+
+// Q6_K's packed levels (0..63): low four bits of elements i and 128 + i in nibble byte i, top two
+// bits of element 64k + i in bits 2k..2k+1 of byte i of the second part; back to ql/qh.
+KL_API void kl_dequant_packed_row_q6_k(const uint8_t* p, int64_t row, float* dst, int64_t n) {
+  const int64_t nb = n / 256, r = row % 16;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* rec = p + ((row / 16) * nb + b) * 16 * 210;
+    uint8_t blk[210] = {};  // ql[128], qh[64], scales[16], d
+    for (int e = 0; e < 256; ++e) {
+      const uint8_t nib = packed_byte(rec, 288, r, e % 128);
+      const int lo = e < 128 ? nib & 0xF : nib >> 4;
+      const int hi = (packed_byte(rec, 2336, r, e % 64) >> (2 * (e / 64))) & 3;
+      const int j = e / 128, q = e % 128, run = q / 32, l = q % 32;
+      blk[64 * j + l + (run & 1) * 32] |= uint8_t(lo << (run < 2 ? 0 : 4));
+      blk[128 + 32 * j + l] |= uint8_t(hi << (2 * run));
+    }
+    for (int i = 0; i < 16; ++i) blk[192 + i] = packed_byte(rec, 32, r, i);
+    blk[208] = rec[2 * r];
+    blk[209] = rec[2 * r + 1];
+    deq_q6_k(blk, dst + b * 256);
+  }
+}
+
 // ---- Quantizers (bit-exact with the reference quantize_row_*_ref; rows of whole blocks).
 
 namespace {
