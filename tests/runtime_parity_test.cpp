@@ -26,7 +26,6 @@
 namespace kiln {
 namespace {
 
-constexpr int kPrompts = 10;
 constexpr double kStrictTie = 1e-3;
 constexpr double kNearTie = 0.3;
 
@@ -57,7 +56,10 @@ TEST_P(RealModel, GreedyTokensEqualLlamaCpp) {
   ASSERT_TRUE(model);
   int strict = 0, total_equal = 0, total = 0;
   std::vector<double> other_gaps;
-  for (int p = 0; p < kPrompts; ++p) {
+  // Every golden prompt (12; issue 5 asks for at least 10).
+  const int prompts = int(golden["cases"].size());
+  EXPECT_GE(prompts, 10);
+  for (int p = 0; p < prompts; ++p) {
     const auto& c = golden["cases"][size_t(p)];
     const auto prompt = c["prompt_tokens"].get<std::vector<int32_t>>();
     const auto expect = c["tokens"].get<std::vector<int32_t>>();
@@ -100,11 +102,11 @@ TEST_P(RealModel, GreedyTokensEqualLlamaCpp) {
   std::printf(
       "%s: %d of %d prompts pass the strict rule (equal, or first difference at a top-2 "
       "gap < %g); %d of %d tokens before the first difference; other gaps:",
-      which.c_str(), strict, kPrompts, kStrictTie, total_equal, total);
+      which.c_str(), strict, prompts, kStrictTie, total_equal, total);
   for (double g : other_gaps) std::printf(" %.4g", g);
   std::printf("\n");
   if (ggml_order()) {
-    EXPECT_EQ(strict, kPrompts) << which << ": kernels in ggml's order";
+    EXPECT_EQ(strict, prompts) << which << ": kernels in ggml's order";
   }
 }
 
