@@ -90,6 +90,12 @@ class JitBase : public Xbyak::CodeGenerator {
   // Same for a full-width vector in the frame.
   void store_sum_mem(int slot, int t0, int t1, int m, int n);
 
+  // 64 bytes of v at label l (a constant for full-width loads and byte masks).
+  void bytes64(Xbyak::Label& l, uint8_t v) {
+    L(l);
+    for (int i = 0; i < 64; ++i) db(v);
+  }
+
   void vzero(int r) {
     if (isa_.avx512)
       vpxord(Zmm(r), Zmm(r), Zmm(r));

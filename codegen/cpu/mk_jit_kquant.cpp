@@ -52,10 +52,6 @@ class KQuantGen final : public TileGen {
 
   void emit_constants() {
     align(64);
-    auto bytes64 = [this](Xbyak::Label& l, uint8_t v) {
-      L(l);
-      for (int i = 0; i < 64; ++i) db(v);
-    };
     bytes64(c0F_, 0x0F);
     bytes64(c30_, 0x30);
     // vpermw indices, one 32-word row per 64-element step: Q4_K has two 32-element sub-blocks

@@ -54,10 +54,6 @@ class PackedLegacyGen final : public PackedGen {
 
   void emit_constants() {
     align(64);
-    auto bytes64 = [this](Xbyak::Label& l, uint8_t v) {
-      L(l);
-      for (int i = 0; i < 64; ++i) db(v);
-    };
     bytes64(c0F_, 0x0F);
     bytes64(c10_, 0x10);
     bytes64(c80_, 0x80);

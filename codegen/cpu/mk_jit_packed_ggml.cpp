@@ -56,15 +56,8 @@ class PackedGgmlGen final : public PackedGen {
   static constexpr int kNegOff = kFrameData;  // per row: 8 int32, -offset * group sums
   static constexpr int kPrefetchGroups = 4;
 
-  RegExp xr(int m) const { return rowexp(rX, rX, rXS, rXS3, m); }
-  RegExp ar(int m) const { return rowexp(rXA, rXA, rXS, rXS3, m); }
-
   void emit_constants() {
     align(64);
-    auto bytes64 = [this](Xbyak::Label& l, uint8_t v) {
-      L(l);
-      for (int i = 0; i < 64; ++i) db(v);
-    };
     bytes64(c0F_, 0x0F);
     bytes64(c10_, 0x10);
     bytes64(cOff_, uint8_t(offset_));
@@ -103,12 +96,12 @@ class PackedGgmlGen final : public PackedGen {
     if (t_ == DType::Q4_1) vcvtph2ps(Zmm(kMW), ptr[w + p_.m_off]);
     if (t_ == DType::Q5_0) vmovdqu8(Zmm(kQH), ptr[w + p_.qh_off]);
     for (int m = 0; m < mr_; ++m) {
-      vmulps(Zmm(rdd(m)), Zmm(kDW), ptr_b[ar(m)]);  // d_w * d_x, as ggml rounds it
-      if (t_ == DType::Q4_1) vfmadd231ps(Zmm(rsum(m)), Zmm(kMW), ptr_b[ar(m) + 12]);
+      vmulps(Zmm(rdd(m)), Zmm(kDW), ptr_b[arow(m)]);  // d_w * d_x, as ggml rounds it
+      if (t_ == DType::Q4_1) vfmadd231ps(Zmm(rsum(m)), Zmm(kMW), ptr_b[arow(m) + 12]);
       if (offset_) {  // -offset * (sum of each group of 4 activations)
         const Ymm s = Ymm(rint(m));
         vpxor(s, s, s);
-        vpdpbusd(s, Ymm(kOff), ptr[xr(m)], Xbyak::EvexEncoding);
+        vpdpbusd(s, Ymm(kOff), ptr[xrow(m)], Xbyak::EvexEncoding);
         vpxor(Ymm(kT), Ymm(kT), Ymm(kT));
         vpsubd(s, Ymm(kT), s);
         vmovdqa(ptr[rsp + kNegOff + 32 * m], s);
@@ -144,7 +137,7 @@ class PackedGgmlGen final : public PackedGen {
         vpbroadcastd(i, ptr[rsp + kNegOff + 32 * m + 4 * g]);
       else
         vpxord(i, i, i);
-      vpdpbusd(i, Zmm(levels), ptr_b[xr(m) + 4 * g], Xbyak::EvexEncoding);
+      vpdpbusd(i, Zmm(levels), ptr_b[xrow(m) + 4 * g], Xbyak::EvexEncoding);
     }
     for (int m = 0; m < mr_; ++m) {
       const Zmm i = Zmm(rint(m));

@@ -61,13 +61,9 @@ class PackedKquantGen final : public PackedGen {
   int q6_isum(int m) const { return 9 + m; }
   int q6_acc(int m) const { return 13 + m; }
 
-  RegExp xr(int m) const { return rowexp(rX, rX, rXS, rXS3, m); }
-  RegExp ar(int m) const { return rowexp(rXA, rXA, rXS, rXS3, m); }
-
   void emit_constants() {
     align(64);
-    L(c0F_);
-    for (int i = 0; i < 64; ++i) db(0x0F);
+    bytes64(c0F_, 0x0F);
     auto dword = [this](Xbyak::Label& l, uint32_t v) {
       L(l);
       dd(v);
@@ -149,8 +145,9 @@ class PackedKquantGen final : public PackedGen {
         vpsrlw(Zmm(kHi), Zmm(kHi), 4);
         vpandd(Zmm(kHi), Zmm(kHi), Zmm(kC0F));
         for (int m = 0; m < mr_; ++m) {
-          vpdpbusd(Zmm(q4_dot(m, 0)), Zmm(kLo), ptr_b[xr(m) + 64 * j + 4 * k], Xbyak::EvexEncoding);
-          vpdpbusd(Zmm(q4_dot(m, 1)), Zmm(kHi), ptr_b[xr(m) + 64 * j + 32 + 4 * k],
+          vpdpbusd(Zmm(q4_dot(m, 0)), Zmm(kLo), ptr_b[xrow(m) + 64 * j + 4 * k],
+                   Xbyak::EvexEncoding);
+          vpdpbusd(Zmm(q4_dot(m, 1)), Zmm(kHi), ptr_b[xrow(m) + 64 * j + 32 + 4 * k],
                    Xbyak::EvexEncoding);
         }
       }
@@ -164,7 +161,7 @@ class PackedKquantGen final : public PackedGen {
           vpmulld(Zmm(q4_dot(m, i)), Zmm(q4_dot(m, i)), Zmm(kSc));
           vpaddd(Zmm(q4_isum(m)), Zmm(q4_isum(m)), Zmm(q4_dot(m, i)));
           // min * (bsums[2s] + bsums[2s + 1]), the sub-block's activation sum
-          vpbroadcastd(Zmm(kXb), ptr[ar(m) + 4 * s]);  // word ops take no embedded broadcast
+          vpbroadcastd(Zmm(kXb), ptr[arow(m) + 4 * s]);  // word ops take no embedded broadcast
           vpmaddwd(Zmm(kT), Zmm(kMn), Zmm(kXb));
           vpaddd(Zmm(q4_imin(m)), Zmm(q4_imin(m)), Zmm(kT));
         }
@@ -186,11 +183,11 @@ class PackedKquantGen final : public PackedGen {
     const RegExp w = RegExp(rW0);
     for (int m = 0; m < mr_; ++m) {
       vcvtph2ps(Zmm(kLo), ptr[w]);
-      vmulps(Zmm(kLo), Zmm(kLo), ptr_b[ar(m) + 32]);
+      vmulps(Zmm(kLo), Zmm(kLo), ptr_b[arow(m) + 32]);
       vcvtdq2ps(Zmm(kT), Zmm(q4_isum(m)));
       vfmadd231ps(Zmm(q4_acc(m)), Zmm(kT), Zmm(kLo));
       vcvtph2ps(Zmm(kLo), ptr[w + p_.dmin_off]);
-      vmulps(Zmm(kLo), Zmm(kLo), ptr_b[ar(m) + 32]);
+      vmulps(Zmm(kLo), Zmm(kLo), ptr_b[arow(m) + 32]);
       vcvtdq2ps(Zmm(kT), Zmm(q4_imin(m)));
       vfmadd231ps(Zmm(q4_accm(m)), Zmm(kT), Zmm(kLo));
     }
@@ -213,7 +210,7 @@ class PackedKquantGen final : public PackedGen {
 
   // Adds the levels (0..63) times 4 activations of one group, scaled, to the accumulator.
   void q6k_group(int levels, int scale_pair, int x_off, int m, int acc) {
-    vpbroadcastd(Zmm(kXb), ptr[xr(m) + x_off]);
+    vpbroadcastd(Zmm(kXb), ptr[xrow(m) + x_off]);
     vpmaddubsw(Zmm(kT), Zmm(levels), Zmm(kXb));
     vpdpwssd(Zmm(acc), Zmm(kT), Zmm(scale_pair), Xbyak::EvexEncoding);
   }
@@ -252,7 +249,7 @@ class PackedKquantGen final : public PackedGen {
       q6k_scale_pair(kScA, 2 * l, 2 * l + 1);
       for (int m = 0; m < rows; ++m) {
         const int acc = many_ ? q6_isum(m) : q6_lane(l);
-        vpbroadcastd(Zmm(kXb), ptr[ar(m) + 4 * l]);
+        vpbroadcastd(Zmm(kXb), ptr[arow(m) + 4 * l]);
         vpmaddwd(Zmm(kT), Zmm(kScA), Zmm(kXb));
         vpslld(Zmm(kT), Zmm(kT), 5);
         vpsubd(Zmm(acc), Zmm(acc), Zmm(kT));
@@ -263,12 +260,12 @@ class PackedKquantGen final : public PackedGen {
       for (int m = 0; m < rows; ++m) {
         vcvtdq2ps(Zmm(kT), Zmm(q6_isum(m)));
         vmulps(Zmm(kT), Zmm(kT), Zmm(kLo));
-        vfmadd231ps(Zmm(q6_acc(m)), Zmm(kT), ptr_b[ar(m) + 32]);
+        vfmadd231ps(Zmm(q6_acc(m)), Zmm(kT), ptr_b[arow(m) + 32]);
       }
       return;
     }
     vcvtph2ps(Zmm(kLo), ptr[w]);  // d = d_x * d_w, then one fma per lane
-    vmulps(Zmm(kLo), Zmm(kLo), ptr_b[ar(0) + 32]);
+    vmulps(Zmm(kLo), Zmm(kLo), ptr_b[arow(0) + 32]);
     for (int l = 0; l < 8; ++l) {
       vcvtdq2ps(Zmm(kT), Zmm(q6_lane(l)));
       vfmadd231ps(Zmm(q6_flane(l)), Zmm(kT), Zmm(kLo));
