@@ -590,7 +590,7 @@ TEST(CpuCodegen, MicrokernelPathMatchesQuantizedReference) {
       auto prog = cpu::jit_compile(*tg.graph, cpu::Target{}, opt);
       ASSERT_TRUE(prog.ok()) << prog.message();
       ASSERT_TRUE((*prog)->kernels()[0].uses_microkernels);
-      EXPECT_EQ((*prog)->kernels()[0].packed_operands.size(), packed && mk::packable(t) ? 1u : 0u);
+      EXPECT_EQ((*prog)->kernels()[0].packed_operands.size(), packed && mk::pack_pays(t) ? 1u : 0u);
       const ir::TensorType wt{t, {N, K}};
       auto wb = tg.weights.get("w", wt);
       ASSERT_TRUE(wb.ok());
@@ -632,8 +632,9 @@ TEST(CpuCodegen, MicrokernelPathMatchesQuantizedReference) {
 // tile, and a partial group of 16 weight rows.
 TEST(CpuCodegen, PackedProductsRoundAsGgml) {
   REQUIRE_LLVM();
-  if (!mk::isa_available(mk::Isa::kAvx512Vnni))
-    GTEST_SKIP() << "ggml's order is generated for AVX-512 VNNI only; this CPU lacks it";
+  if (!mk::ggml_order())
+    GTEST_SKIP() << "ggml's order is generated for AVX-512 VNNI only (and not with "
+                    "KILN_MK_ORDER=fast)";
   for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     // Rows that take each of ggml's K-quant kernels: Q4_K's gemv (1, 2), gemm groups of four and
     // a gemv remainder (5, 9); Q6_K's vec_dot (< 8) and tiled (9).

@@ -74,6 +74,11 @@ bool isa_available(Isa isa);
 // The fastest available variant, or the one named by $KILN_MK_ISA (scalar, avx2, avx2_vnni,
 // avx512_vnni) when that is set and available. Decided once per process.
 Isa best_isa();
+// True when $KILN_MK_ORDER=fast asks for the fast packed tiles instead of ggml's summation order.
+bool fast_order_requested();
+// True when the best variant's products sum in ggml-cpu's order, so that they are bit-identical
+// to llama.cpp's (AVX-512 VNNI, unless fast_order_requested(); docs/microkernels.md).
+bool ggml_order();
 
 // JITs the best variant's code once (thread-safe; later calls return the first result).
 Status init();
@@ -98,6 +103,10 @@ Status gemm(DType weight_type, const void* W, size_t w_row_bytes, int n0, int n1
 // record layouts. Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K.
 inline constexpr int kPackRows = 16;
 bool packable(DType weight_type);
+// True when weights of this type are worth packing at compile time for this machine: packable,
+// and the best variant has packed tiles for the type (the K-quants only in ggml's order; other
+// variants would unpack every group per call).
+bool pack_pays(DType weight_type);
 // Bytes of N rows of K elements packed (N rounded up to a multiple of kPackRows).
 size_t packed_bytes(DType weight_type, int N, int K);
 // Packs N rows (w_row_bytes apart) into `out` (packed_bytes). Missing rows of the last group are

@@ -269,6 +269,22 @@ Isa best_isa() {
   return best;
 }
 
+bool fast_order_requested() {
+  static const bool fast = [] {
+    const char* order = std::getenv("KILN_MK_ORDER");
+    return order && std::string_view(order) == "fast";
+  }();
+  return fast;
+}
+
+bool ggml_order() {
+  return best_isa() == Isa::kAvx512Vnni && !fast_order_requested();
+}
+
+bool pack_pays(DType t) {
+  return packable(t) && (ggml_order() || (t != DType::Q4_K && t != DType::Q6_K));
+}
+
 Status init() {
   static const Status st = []() -> Status {
     KILN_RETURN_IF_ERROR(ensure_isa(Isa::kScalar));

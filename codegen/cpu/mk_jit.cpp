@@ -2,11 +2,9 @@
 // executable memory) alive for the life of the process.
 #if defined(KILN_WITH_XBYAK)
 
-#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <vector>
 
 #include "codegen/cpu/mk_jit_base.h"
@@ -29,8 +27,7 @@ Status jit_tiles(Isa isa, TileSet sets[kNumTypes], PackedSet packed[kNumTypes]) 
       keep.push_back(std::move(gen));
       // ggml's summation order where it is generated (AVX-512 VNNI), unless KILN_MK_ORDER=fast;
       // K-quants have packed tiles only in that order (elsewhere: unpacked per group).
-      const char* order = std::getenv("KILN_MK_ORDER");
-      const bool ggml = isa == Isa::kAvx512Vnni && !(order && std::string(order) == "fast");
+      const bool ggml = isa == Isa::kAvx512Vnni && !fast_order_requested();
       const bool kquant = type == DType::Q4_K || type == DType::Q6_K;
       if (packable(type) && (ggml || !kquant)) {
         std::unique_ptr<PackedGen> pg = kquant ? make_packed_kquant_gen(isa, type)

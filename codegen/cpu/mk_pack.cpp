@@ -239,7 +239,8 @@ void gemm_via_unpack(GemmFn gemm, DType t, const void* Wp, int N, int n0, int n1
                      size_t xq_row_bytes, int M, float* y, size_t y_row_stride, int K) {
   const size_t rb = row_bytes(t, K).value_or(0);
   const size_t group_bytes = kPackRows * rb;
-  std::vector<uint8_t> rows(group_bytes);
+  thread_local std::vector<uint8_t> rows;  // grows once per thread: no allocation per token
+  if (rows.size() < group_bytes) rows.resize(group_bytes);
   for (int g = n0 / kPackRows; g * kPackRows < n1; ++g) {
     const int count = std::min(kPackRows, N - g * kPackRows);
     (void)unpack_weights(t, static_cast<const uint8_t*>(Wp) + g * group_bytes, count, K,

@@ -456,7 +456,7 @@ bool Planner::x_direct(const Node& mm) const {
 bool Planner::packable_weight(const Node& mm, const std::vector<TileGroup>& groups,
                               int64_t N) const {
   const Value* w = mm.operand(1);
-  if (!is_arg(w) || !mk::packable(w->type.dtype)) return false;
+  if (!is_arg(w) || !mk::pack_pays(w->type.dtype)) return false;
   for (const auto& n : body_.nodes())
     for (const Value* o : n->operands)
       if (o == w && n.get() != &mm) return false;
