@@ -670,6 +670,42 @@ TEST(CpuCodegen, PackedProductsRoundAsGgml) {
   }
 }
 
+// A packed product stored as the region's result, with no prologue or epilogue: it gets a
+// tiling of its own, whose tiles must start on groups of 16 weight rows (N = 48 was once cut
+// into tiles of 12, and three of the four came out wrong).
+TEST(CpuCodegen, PackedProductStoredWithoutEpilogue) {
+  REQUIRE_LLVM();
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    for (int64_t N : {40, 48, 80, 96}) {
+      const bool kq = dtype_info(t).block_elems == 256;
+      const std::string g = fill(R"(graph t {
+  %x = input {name="x"} : f32[{M}, {K}]
+  %w = weight {name="w"} : {T}[{N}, {K}]
+  %r = region %x, %w {name="mm"} : f32[{M}, {N}] {
+    %a0 = arg {index=0} : f32[{M}, {K}]
+    %a1 = arg {index=1} : {T}[{N}, {K}]
+    %y = mul_mat %a0, %a1 {act={A}} : f32[{M}, {N}]
+    yield %y
+  }
+  output %r {name="y"}
+})",
+                                 {{"M", "2"},
+                                  {"N", str(N)},
+                                  {"K", kq ? "256" : "96"},
+                                  {"T", std::string(dtype_name(t))},
+                                  {"A", std::string(dtype_name(mk::act_type(t)))}});
+      SCOPED_TRACE(std::string(dtype_name(t)) + " N=" + str(N));
+      CheckOptions o;
+      o.quant_tol = 1e-4;  // the interpreter rounds activations the same way
+      const test::CheckReport rep = check_text(g, o);
+      EXPECT_EQ(rep.regions, 3);
+      if (mk::ggml_order() && (t != DType::Q4_K || N % 8 == 0)) {
+        EXPECT_EQ(rep.exact_regions, rep.regions);
+      }
+    }
+  }
+}
+
 // Ahead-of-time object code for the host and for x86-64-v3, loaded back (linking only) and run.
 TEST(CpuCodegen, ObjectCodeLoadsAndRuns) {
   REQUIRE_LLVM();

@@ -794,8 +794,15 @@ Status Planner::build() {
             g.ny = st.tile.N;
             const int64_t want_cols = st.tile.M <= 16 ? 64 : 32;
             g.tile = std::min(want_cols, g.ny);
-            const int64_t least = st.tile.packed ? mk::kPackRows : 8;
-            while (g.tile > least && g.ny / g.tile < 8) g.tile /= 2;
+            if (st.tile.packed) {
+              // Packed weights are read in whole groups: every tile but the last starts and ends
+              // on a multiple of mk::kPackRows (halving 48 would give 24 and 12).
+              const int64_t a = mk::kPackRows;
+              g.tile = a * std::max<int64_t>(1, g.tile / a);
+              while (g.tile > a && g.ny / g.tile < 8) g.tile -= a;
+            } else {
+              while (g.tile > 8 && g.ny / g.tile < 8) g.tile /= 2;
+            }
             g.ntiles = (g.ny + g.tile - 1) / g.tile;
             g.tbuf = priv(uint64_t(st.tile.M * g.tile) * 4);
             st.tile.groups.push_back(std::move(g));
