@@ -440,9 +440,9 @@ struct Checker {
         std::printf("  kernels %-10s %s (%.1f s)\n", b->spec.name().c_str(), rep.summary().c_str(),
                     now_s() - t0);
         for (const RegionCheck& rc : rep.regions)
-          if (!rc.ok)
-            std::printf("    %s %s %s: %.3e > %.1e %s\n", rc.region.c_str(), rc.entry.c_str(),
-                        rc.kind.c_str(), rc.err, rc.tol, rc.note.c_str());
+          if (!rc.ok || a.verbose)
+            std::printf("    %s %s %s: %.3e %s %.1e %s\n", rc.region.c_str(), rc.entry.c_str(),
+                        rc.kind.c_str(), rc.err, rc.ok ? "<=" : ">", rc.tol, rc.note.c_str());
         if (!rep.ok()) fail(row.model + " " + b->spec.name() + ": " + rep.summary());
         char buf[64];
         std::snprintf(buf, sizeof buf, "%s%zu ok %.1e", kc.empty() ? "" : ", ",

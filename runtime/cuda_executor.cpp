@@ -8,6 +8,7 @@
 #include "codegen/cuda/weight_layout.h"
 #include "ir/printer.h"
 #include "passes/graph_util.h"
+#include "runtime/rope_angles.h"
 
 namespace kiln::runtime {
 namespace {
@@ -24,6 +25,40 @@ constexpr size_t kArgsBytes = sizeof(void*) * cuda::kMaxArgs;
 
 DeviceConstants::~DeviceConstants() {
   for (auto& [k, p] : by_key_) dev_.free(p);
+}
+
+Result<DevPtr> DeviceConstants::rope_table(const cuda::RopeTable& t) {
+  const std::string key = t.key();
+  if (auto it = by_key_.find(key); it != by_key_.end()) return it->second;
+  if (t.n_dims < 2 || t.positions < 1) return make_error("empty rope table ", key);
+  const auto t0 = std::chrono::steady_clock::now();
+  const size_t row = size_t(t.n_dims / 2) * 2;
+  std::vector<float> tab(size_t(t.positions) * row);
+  for (int64_t pos = 0; pos < t.positions; ++pos)
+    rope_cos_sin(pos, t.n_dims, t.freq_base, t.freq_scale, tab.data() + size_t(pos) * row);
+  const uint64_t bytes = tab.size() * sizeof(float);
+  KILN_ASSIGN_OR_RETURN(DevPtr p, dev_.alloc(bytes));
+  Status st = dev_.upload(p, tab.data(), bytes);
+  if (!st.ok()) {
+    dev_.free(p);
+    return st.error();
+  }
+  by_key_[key] = p;
+  bytes_ += bytes;
+  seconds_ += seconds_since(t0);
+  return p;
+}
+
+Status DeviceConstants::bind_tables(const cuda::Program& p, const cuda::KernelSpec& ks,
+                                    std::vector<void*>& args) {
+  args.resize(cuda::kMaxArgs, nullptr);
+  for (int t : ks.rope_tables) {
+    if (t < 0 || size_t(t) >= p.rope_tables.size())
+      return make_error("kernel ", ks.name, " reads rope table ", t, " of ", p.rope_tables.size());
+    KILN_ASSIGN_OR_RETURN(DevPtr d, rope_table(p.rope_tables[size_t(t)]));
+    args[size_t(cuda::kMaxArgs - 1 - t)] = reinterpret_cast<void*>(d);
+  }
+  return Status::Ok();
 }
 
 Result<DevPtr> DeviceConstants::get(const ir::Value& v, cuda::ArgLayout layout) {
@@ -318,7 +353,7 @@ Status CudaExecutor::bind(const CudaContext& cx, const ModuleImage* image) {
       kern.args.push_back(reinterpret_cast<void*>(params_dev_));
     }
     if (int(kern.args.size()) > cuda::kMaxArgs) return make_error("too many kernel arguments");
-    kern.args.resize(cuda::kMaxArgs, nullptr);
+    KILN_RETURN_IF_ERROR(cx.constants->bind_tables(program_, ks, kern.args));
     kernels_.push_back(std::move(kern));
   }
   if (k != program_.kernels_by_region.size()) return make_error("kernel count mismatch");

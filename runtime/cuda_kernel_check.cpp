@@ -253,8 +253,8 @@ Result<KernelCheckReport> check_kernels(CudaDevice& dev, const ir::Graph& g,
         st = c.ok() ? q.status() : c.status();
       }
     }
+    if (st.ok()) st = constants.bind_tables(prog, ks, args);
     if (st.ok()) {
-      args.resize(cuda::kMaxArgs, nullptr);
       auto fn = dev.function(module, ks.entry);
       if (!fn.ok()) st = fn.status();
       LaunchDims d;

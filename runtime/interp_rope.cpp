@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/interp_kernels.h"
+#include "runtime/rope_angles.h"
 
 namespace kiln::runtime::interp {
 
@@ -22,20 +23,13 @@ Status run_Rope(KernelArgs& a) {
   const int64_t nd = a.node.attrs.i("n_dims");
   const double base = a.node.attrs.f("freq_base"), fs = a.node.attrs.f("freq_scale");
   const int64_t H = xt.dim(-2), D = xt.dim(-1), half = nd / 2;
-  const float theta_scale = std::pow(float(base), -2.0f / float(nd));
   std::vector<float> cs(static_cast<size_t>(nd));
   for (int64_t l = 0; l < pos.numel(); ++l) {
     const float* xl = x + l * H * D;
     float* yl = y + l * H * D;
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = nd; i < D; ++i) yl[h * D + i] = xl[h * D + i];
-    float theta = float(index_at(pos, l));
-    for (int64_t i = 0; i < half; ++i) {
-      const float t = float(fs) * theta;
-      cs[size_t(2 * i)] = std::cos(t);
-      cs[size_t(2 * i + 1)] = std::sin(t);
-      theta *= theta_scale;
-    }
+    rope_cos_sin(index_at(pos, l), nd, base, fs, cs.data());
     for (int64_t i = 0; i < half; ++i) {
       const float c = cs[size_t(2 * i)], s = cs[size_t(2 * i + 1)];
       const int64_t i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;

@@ -2,6 +2,8 @@
 // sample kernel that finishes the fused argmax, the device prelude and constant tables.
 #include "codegen/cuda/cuda_codegen.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <map>
 #include <unordered_map>
 
@@ -26,9 +28,31 @@ const char* kernel_kind_name(KernelKind k) {
   return "?";
 }
 
+std::string RopeTable::key() const {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "rope:%lld:%.17g:%.17g:%lld", (long long)n_dims, freq_base,
+                freq_scale, (long long)positions);
+  return buf;
+}
+
 namespace {
 
 using detail::Code;
+
+// Positions a rope table covers: the longest KV cache of the graph (a decode or prefill step
+// never ropes a position it cannot store), or 0 when there is none (sincos in double then).
+int64_t rope_positions(const ir::Graph& g) {
+  int64_t c = 0;
+  for (const auto& n : g.nodes()) {
+    if (n->op == ir::Op::State && n->result()->type.rank() == 4)
+      c = std::max(c, n->result()->type.dim(1));
+    if (n->op == ir::Op::Region)
+      for (const auto& b : n->body->nodes())
+        if (b->op == ir::Op::KvWrite || b->op == ir::Op::Attention)
+          c = std::max(c, b->operand(b->op == ir::Op::KvWrite ? 0 : 1)->type.dim(1));
+  }
+  return c;
+}
 using detail::num;
 
 // A name-free text of a region: identical regions (every layer's) share one kernel.
@@ -119,6 +143,7 @@ Result<Program> generate(const ir::Graph& g, const Options& o) {
       }
   }
 
+  const int64_t positions = rope_positions(g);
   std::map<std::string, size_t> by_sig;  // signature -> index of the first spec using it
   std::vector<const ir::Node*> ropes;
   Code kernels;
@@ -165,6 +190,7 @@ Result<Program> generate(const ir::Graph& g, const Options& o) {
       spec.block = first.block;
       spec.scratch_bytes = first.scratch_bytes;
       spec.summary = first.summary;
+      spec.rope_tables = first.rope_tables;
       p.kernels_by_region.push_back(spec);
       continue;
     }
@@ -177,6 +203,9 @@ Result<Program> generate(const ir::Graph& g, const Options& o) {
     k.body = r.body.get();
     for (int a = 0; a < r.num_operands(); ++a) k.arg_names.push_back("a" + std::to_string(a));
     k.layouts = spec.layouts;
+    k.rope_tables = &p.rope_tables;
+    k.rope_used = &spec.rope_tables;
+    k.rope_positions = positions;
     Code code;
     Status st;
     if (detail::find_op(*r.body, ir::Op::MulMat)) {
@@ -187,6 +216,10 @@ Result<Program> generate(const ir::Graph& g, const Options& o) {
       st = detail::build_rows(k, spec.entry, spec, code);
     }
     if (!st.ok()) return st.error().wrap("region " + rname);
+    for (int t : spec.rope_tables)
+      if (spec.num_args() > kMaxArgs - 1 - t)
+        return make_error("region ", rname, ": ", spec.num_args(),
+                          " kernel arguments leave no slot for rope table ", t);
     kernels.raw(region_comment(r));
     kernels.raw("// launch: grid (" + num(spec.grid[0]) + ", " + num(spec.grid[1]) + ", " +
                 num(spec.grid[2]) + "), block " + num(spec.block) + "; " + spec.summary + "\n");

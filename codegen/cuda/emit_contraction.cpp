@@ -81,6 +81,38 @@ std::string unit_type(DType w) {
   }
 }
 
+// The legacy-quant products ggml-cpu computes with its x86 block dot products (the pairs the
+// reference interpreter reproduces in ggml's order, runtime/interp_matmul.cpp): these kernels sum
+// in the same order, so their results are bit-identical to the interpreter's and llama.cpp's.
+bool ggml_lanes(DType w, DType act) {
+  return (act == DType::Q8_1 && (w == DType::Q4_1 || w == DType::Q5_1)) ||
+         (act == DType::Q8_0 && (w == DType::Q4_0 || w == DType::Q5_0 || w == DType::Q8_0));
+}
+
+// Per legacy type: the prelude function giving lane l's weight word, the quant offset undone by
+// subtracting offset * sum(x quants), and the byte offsets of the scale and min planes in a
+// packed row (weight_layout.cpp; nb blocks of 32).
+struct LaneType {
+  const char* word;
+  int offset;
+  std::string d, m;
+};
+LaneType lane_type(DType w, int64_t K) {
+  const int64_t nb = K / 32;
+  switch (w) {
+    case DType::Q8_0:
+      return {"kl_lane_q8_0", 0, num(K), ""};
+    case DType::Q4_0:
+      return {"kl_lane_q4", 8, num(K / 2), ""};
+    case DType::Q4_1:
+      return {"kl_lane_q4", 0, num(K / 2), num(K / 2 + 2 * nb)};
+    case DType::Q5_0:
+      return {"kl_lane_q5", 16, num(K / 2 + 4 * nb), ""};
+    default:  // Q5_1
+      return {"kl_lane_q5", 0, num(K / 2 + 4 * nb), num(K / 2 + 6 * nb)};
+  }
+}
+
 int64_t lcm(int64_t a, int64_t b) {
   return a / std::gcd(a, b) * b;
 }
@@ -137,6 +169,62 @@ std::string shift_expr(const std::vector<int64_t>& shifts, const std::string& sl
   return e;
 }
 
+// The products of one tile in ggml's lane order (ggml_lanes): lane group gg = lane / 8 of a warp
+// takes weight rows rb + 4r + gg, and lane gl = lane % 8 accumulates ggml's lane gl of each:
+// acc = fmaf(d_w * d_x, isum, acc) block after block, in order, then kl_hsum8 over the group; the
+// min terms of Q4_1/Q5_1 (m_w * s_x) in a chain of their own, added last.
+void emit_lane_products(Code& out, const Product& P, const std::vector<int64_t>& shifts, int64_t tw,
+                        int64_t L, int64_t RW) {
+  const LaneType lt = lane_type(P.wt, P.K);
+  const bool min = !lt.m.empty();
+  const int64_t rows = int64_t(shifts.size()) * tw, nb = P.K / 32;
+  out.line("const int gl = lane & 7, gg = lane >> 3;");
+  out.open("for (int rb = warp * " + num(4 * RW) + "; rb < " + num(rows) +
+           "; rb += " + num(kWarps * 4 * RW) + ")");
+  out.line("float acc[" + num(RW) + "][MT]" + (min ? ", mac[" + num(RW) + "][MT]" : "") + ";");
+  out.line("const u8* wr[" + num(RW) + "];");
+  out.line("bool ok[" + num(RW) + "];");
+  out.line("#pragma unroll");
+  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
+  out.line("const int i = rb + 4 * r + gg, slot = i / TW, j = i % TW;");
+  out.line("ok[r] = i < " + num(rows) + " && e0 + j < " + num(L) + ";");
+  out.line("wr[r] = W + (u64)(ok[r] ? " + shift_expr(shifts, "slot") + " + e0 + j : 0) * " +
+           num(int64_t(P.row_bytes)) + "ull;");
+  out.line("#pragma unroll");
+  out.line(std::string("for (int ml = 0; ml < MT; ++ml) { acc[r][ml] = 0.0f;") +
+           (min ? " mac[r][ml] = 0.0f;" : "") + " }");
+  out.close();
+  out.line("#pragma unroll 4");
+  out.open("for (int b = 0; b < " + num(nb) + "; ++b)");
+  out.line("#pragma unroll");
+  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
+  out.open("if (ok[r])");
+  out.line("const int w = " + std::string(lt.word) + "(wr[r], K, b, gl);");
+  out.line("const float dw = kl_h2f(kl_ld2(wr[r] + " + lt.d + " + 2 * b));");
+  if (min) out.line("const float mw = kl_h2f(kl_ld2(wr[r] + " + lt.m + " + 2 * b));");
+  out.line("#pragma unroll");
+  out.open("for (int ml = 0; ml < MT; ++ml)");
+  out.line("const int xw = *(const int*)(xq + ml * K + 32 * b + 4 * gl);");
+  out.line("const int is = kl_dp4a(w, xw, 0)" +
+           (lt.offset ? " - " + num(lt.offset) + " * kl_dp4a(0x01010101, xw, 0)" : std::string()) +
+           ";");
+  out.line("acc[r][ml] = fmaf(dw * xd[ml * " + num(nb) + " + b], (float)is, acc[r][ml]);");
+  if (min) out.line("mac[r][ml] = fmaf(mw, xs[ml * " + num(nb) + " + b], mac[r][ml]);");
+  out.close();
+  out.close();
+  out.close();
+  out.close();
+  out.line("#pragma unroll");
+  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
+  out.line("const int i = rb + 4 * r + gg, slot = i / TW, j = i % TW;");
+  out.line("#pragma unroll");
+  out.open("for (int ml = 0; ml < MT; ++ml)");
+  out.line("const float s = kl_hsum8(acc[r][ml])" + std::string(min ? " + mac[r][ml]" : "") + ";");
+  out.line("if (gl == 0 && i < " + num(rows) + ") ys[(slot * MT + ml) * TW + j] = s;");
+  out.close();
+  out.close();
+  out.close();
+}
 }  // namespace
 
 Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spec, Code& out,
@@ -267,10 +355,14 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
                           P.N);
   }
 
+  // ggml's lane order: a warp holds 4 weight rows at a time, 8 lanes each (one per ggml lane).
+  const bool lanes = P.path == ActPath::kInt && ggml_lanes(P.wt, P.act);
+  const int64_t rows_per_warp = lanes ? 4 : 1;
   if (MT == 1) {
     int64_t rows_max = 0;
     for (const Group& g : groups) rows_max = std::max(rows_max, int64_t(g.shifts.size()) * g.tw);
-    RW = std::clamp<int64_t>((rows_max + kWarps - 1) / kWarps, 1, 8);
+    const int64_t per = kWarps * rows_per_warp;
+    RW = std::clamp<int64_t>((rows_max + per - 1) / per, 1, lanes ? 4 : 8);
   }
 
   // ---- the kernel ----
@@ -519,63 +611,69 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
              }());
     out.line("constexpr int TW = " + num(g.tw) + ";");
     out.line("const int e0 = tile * TW;");
-    // Dot products: warp per RW weight rows.
-    out.open("for (int rb = warp * " + num(RW) + "; rb < " + num(rows) +
-             "; rb += " + num(kWarps * RW) + ")");
-    out.line("float acc[" + num(RW) + "][MT];");
-    out.line("const u8* wr[" + num(RW) + "];");
-    out.line("bool ok[" + num(RW) + "];");
-    out.line("#pragma unroll");
-    out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
-    out.line("const int i = rb + r, slot = i / TW, j = i % TW;");
-    out.line("ok[r] = i < " + num(rows) + " && e0 + j < " + num(g.L) + ";");
-    out.line("wr[r] = W + (u64)(ok[r] ? " + shift_expr(g.shifts, "slot") + " + e0 + j : 0) * " +
-             num(int64_t(P.row_bytes)) + "ull;");
-    out.line("#pragma unroll");
-    out.line("for (int ml = 0; ml < MT; ++ml) acc[r][ml] = 0.0f;");
-    out.close();
-    // The unit loop has a constant trip count: unrolled, the loads of every iteration are issued
-    // before the first dot product needs its data.
-    if ((P.units + 31) / 32 <= 4) out.line("#pragma unroll");
-    out.open("for (int u = lane; u < " + num(P.units) + "; u += 32)");
-    out.line("#pragma unroll");
-    out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
-    out.open("if (ok[r])");
-    if (P.path == ActPath::kInt) {
-      const std::string nbx = num(q8k ? P.K / 256 : nb32);
-      out.line("const " + unit_type(P.wt) + " w = kl_load_" + P.type + "(wr[r], K, u);");
-      out.line("#pragma unroll");
-      out.line("for (int ml = 0; ml < MT; ++ml) acc[r][ml] += kl_udot_" + P.type +
-               "(w, xq + ml * K, xd + ml * " + nbx + ", " +
-               (P.act == DType::Q8_1 ? "xs + ml * " + num(nb32) : std::string("(const float*)0")) +
-               ", xsum + ml * " + num(nb32) + ", u);");
+    if (lanes) {
+      emit_lane_products(out, P, g.shifts, g.tw, g.L, RW);
     } else {
-      out.line("float wv[32];");
+      // Dot products: warp per RW weight rows.
+      out.open("for (int rb = warp * " + num(RW) + "; rb < " + num(rows) +
+               "; rb += " + num(kWarps * RW) + ")");
+      out.line("float acc[" + num(RW) + "][MT];");
+      out.line("const u8* wr[" + num(RW) + "];");
+      out.line("bool ok[" + num(RW) + "];");
       out.line("#pragma unroll");
-      out.line("for (int t = 0; t < 32; ++t) wv[t] = 32 * u + t < K ? kl_deq_" + P.type +
-               "(wr[r], K, 32 * u + t) : 0.0f;");
+      out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
+      out.line("const int i = rb + r, slot = i / TW, j = i % TW;");
+      out.line("ok[r] = i < " + num(rows) + " && e0 + j < " + num(g.L) + ";");
+      out.line("wr[r] = W + (u64)(ok[r] ? " + shift_expr(g.shifts, "slot") + " + e0 + j : 0) * " +
+               num(int64_t(P.row_bytes)) + "ull;");
+      out.line("#pragma unroll");
+      out.line("for (int ml = 0; ml < MT; ++ml) acc[r][ml] = 0.0f;");
+      out.close();
+      // The unit loop has a constant trip count: unrolled, the loads of every iteration are issued
+      // before the first dot product needs its data.
+      if ((P.units + 31) / 32 <= 4) out.line("#pragma unroll");
+      out.open("for (int u = lane; u < " + num(P.units) + "; u += 32)");
+      out.line("#pragma unroll");
+      out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
+      out.open("if (ok[r])");
+      if (P.path == ActPath::kInt) {
+        const std::string nbx = num(q8k ? P.K / 256 : nb32);
+        out.line("const " + unit_type(P.wt) + " w = kl_load_" + P.type + "(wr[r], K, u);");
+        out.line("#pragma unroll");
+        out.line(
+            "for (int ml = 0; ml < MT; ++ml) acc[r][ml] += kl_udot_" + P.type +
+            "(w, xq + ml * K, xd + ml * " + nbx + ", " +
+            (P.act == DType::Q8_1 ? "xs + ml * " + num(nb32) : std::string("(const float*)0")) +
+            ", xsum + ml * " + num(nb32) + ", u);");
+      } else {
+        out.line("float wv[32];");
+        out.line("#pragma unroll");
+        out.line("for (int t = 0; t < 32; ++t) wv[t] = 32 * u + t < K ? kl_deq_" + P.type +
+                 "(wr[r], K, 32 * u + t) : 0.0f;");
+        out.line("#pragma unroll");
+        out.open("for (int ml = 0; ml < MT; ++ml)");
+        out.line("float s = 0.0f;");
+        out.line("#pragma unroll");
+        out.line(
+            "for (int t = 0; t < 32; ++t) if (32 * u + t < K) s += wv[t] * xf[ml * K + 32 * u + "
+            "t];");
+        out.line("acc[r][ml] += s;");
+        out.close();
+      }
+      out.close();
+      out.close();
+      out.close();
+      out.line("#pragma unroll");
+      out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
+      out.line("const int i = rb + r, slot = i / TW, j = i % TW;");
       out.line("#pragma unroll");
       out.open("for (int ml = 0; ml < MT; ++ml)");
-      out.line("float s = 0.0f;");
-      out.line("#pragma unroll");
-      out.line(
-          "for (int t = 0; t < 32; ++t) if (32 * u + t < K) s += wv[t] * xf[ml * K + 32 * u + t];");
-      out.line("acc[r][ml] += s;");
+      out.line("const float s = kl_warp_sum(acc[r][ml]);");
+      out.line("if (lane == 0 && i < " + num(rows) + ") ys[(slot * MT + ml) * TW + j] = s;");
+      out.close();
+      out.close();
       out.close();
     }
-    out.close();
-    out.close();
-    out.close();
-    out.line("#pragma unroll");
-    out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
-    out.line("const int i = rb + r, slot = i / TW, j = i % TW;");
-    out.line("#pragma unroll");
-    out.open("for (int ml = 0; ml < MT; ++ml)");
-    out.line("const float s = kl_warp_sum(acc[r][ml]);");
-    out.line("if (lane == 0 && i < " + num(rows) + ") ys[(slot * MT + ml) * TW + j] = s;");
-    out.close();
-    out.close();
-    out.close();
     out.line("KL_SYNC();");
     // Epilogue stats over the tile, then the sinks.
     {

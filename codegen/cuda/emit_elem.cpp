@@ -1,5 +1,6 @@
 // The element emitter: CUDA statements computing one element of a region-body value, recursively
 // from its operands, with a memo so that each (value, index) is computed once per loop body.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -174,6 +175,24 @@ std::string rope_tables(const std::vector<const ir::Node*>& ropes) {
     out += "};\n";
   }
   return out;
+}
+
+int KernelCtx::rope_table(const ir::Node& n) {
+  RopeTable t;
+  t.n_dims = n.attrs.i("n_dims");
+  t.freq_base = n.attrs.f("freq_base");
+  t.freq_scale = n.attrs.f("freq_scale");
+  t.positions = rope_positions;
+  int at = -1;
+  for (size_t i = 0; i < rope_tables->size(); ++i)
+    if ((*rope_tables)[i].key() == t.key()) at = int(i);
+  if (at < 0) {
+    at = int(rope_tables->size());
+    rope_tables->push_back(t);
+  }
+  if (std::find(rope_used->begin(), rope_used->end(), at) == rope_used->end())
+    rope_used->push_back(at);
+  return at;
 }
 
 int KernelCtx::slot_of(int64_t shift) {
@@ -464,11 +483,27 @@ Result<std::string> ElemEmitter::rope(const ir::Node& n, const Idx& idx) {
   const std::string r = k_.var("r");
   code_.line("float " + r + " = " + a + ";");
   code_.open("if (" + d + " < " + num(nd) + ")");
-  code_.line("double sn, cs;");
-  code_.line("sincos((double)" + p + " * " + rope_table_name(n) + "[" + j + "], &sn, &cs);");
-  // (a, b) -> (a cos - b sin, a sin + b cos) with a the first of the pair.
-  code_.line(r + " = " + first + " ? (float)((double)" + a + " * cs - (double)" + b +
-             " * sn) : (float)((double)" + b + " * sn + (double)" + a + " * cs);");
+  // cos and sin from the host-made table (RopeTable), rounded as the interpreter's.
+  const int t = k_.rope_table(n);
+  const std::string tab = "((const float*)args.p[" + num(kMaxArgs - 1 - t) + "])";
+  const int64_t rows = k_.rope_positions;
+  code_.line("float cs, sn;");
+  code_.open("if (" + p + " >= 0 && " + p + " < " + num(rows) + ")");
+  code_.line("const float* cst = " + tab + " + 2 * ((u64)" + p + " * " + num(half) + " + " + j +
+             ");");
+  code_.line("cs = cst[0];");
+  code_.line("sn = cst[1];");
+  code_.close();
+  code_.open("else");
+  code_.line("double sd, cd;");
+  code_.line("sincos((double)" + p + " * " + rope_table_name(n) + "[" + j + "], &sd, &cd);");
+  code_.line("cs = (float)cd;");
+  code_.line("sn = (float)sd;");
+  code_.close();
+  // (a, b) -> (a cos - b sin, a sin + b cos) with a the first of the pair, fused as GCC fuses
+  // ggml's rotation (and the interpreter's).
+  code_.line(r + " = " + first + " ? fmaf(" + a + ", cs, -(" + b + " * sn)) : fmaf(" + b +
+             ", sn, " + a + " * cs);");
   code_.close();
   return r;
 }

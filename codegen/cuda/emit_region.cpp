@@ -83,13 +83,16 @@ Status emit_stats(KernelCtx& k, Code& out, const std::string& e_base) {
     const std::string rn = num(s->row);
     switch (s->kind) {
       case StatKind::kRms:
-        out.line("float acc = 0.0f;");
+        // ggml's arithmetic (the interpreter's): f32 squares summed in double, the mean and the
+        // scale rounded to f32. The order of a double sum moves it by ~1e-16 relative, far
+        // below the f32 rounding of the mean.
+        out.line("double acc = 0.0;");
         KILN_RETURN_IF_ERROR(loop([&](const std::string& x) {
-          out.line("acc += " + x + " * " + x + ";");
+          out.line("acc += (double)(" + x + " * " + x + ");");
           return Status::Ok();
         }));
-        out.line("acc = kl_warp_sum(acc);");
-        out.line("if (lane == 0) " + id + "_a[lr] = 1.0f / sqrtf(acc / " + rn + ".0f + " +
+        out.line("acc = kl_warp_sum_d(acc);");
+        out.line("if (lane == 0) " + id + "_a[lr] = 1.0f / sqrtf((float)(acc / " + rn + ".0) + " +
                  flt(n.attrs.f("eps")) + ");");
         break;
       case StatKind::kNorm:

@@ -125,7 +125,9 @@ void make_dirs(const std::string& dir) {
 
 std::vector<std::string> options_for(int arch) {
   return {"--gpu-architecture=sm_" + std::to_string(arch), "-default-device", "--std=c++17",
-          "--ptxas-options=-v", "-DNDEBUG"};
+          // No contraction of a * b + c into fused multiply-adds: the kernels round as the
+          // reference interpreter (and llama.cpp's CPU code) does only where they say fmaf.
+          "--fmad=false", "--ptxas-options=-v", "-DNDEBUG"};
 }
 
 }  // namespace

@@ -27,6 +27,7 @@ KL_DEV int kl_dp4a(int a, int b, int c) { return __dp4a(a, b, c); }
 KL_DEV float kl_shfl_xor(float v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
 KL_DEV int kl_shfl_xor_i(int v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
 KL_DEV float kl_shfl_idx(float v, int src) { return __shfl_sync(0xffffffffu, v, src); }
+KL_DEV double kl_shfl_xor_d(double v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
 KL_DEV int kl_rint(float x) { return __float2int_rn(x); }
 KL_DEV float kl_mul(float a, float b) { return __fmul_rn(a, b); }
 KL_DEV float kl_add(float a, float b) { return __fadd_rn(a, b); }
@@ -129,6 +130,13 @@ KL_DEV int kl_dp4a(int a, int b, int c) {
 KL_DEV float kl_shfl_xor(float v, int m) { return kl_bits_f(kl_emu->shfl_xor(kl_f_bits(v), m)); }
 KL_DEV int kl_shfl_xor_i(int v, int m) { return (int)kl_emu->shfl_xor((u32)v, m); }
 KL_DEV float kl_shfl_idx(float v, int src) { return kl_bits_f(kl_emu->shfl_idx(kl_f_bits(v), src)); }
+KL_DEV double kl_shfl_xor_d(double v, int m) {
+  u64 b; memcpy(&b, &v, 8);
+  const u64 lo = kl_emu->shfl_xor((u32)b, m), hi = kl_emu->shfl_xor((u32)(b >> 32), m);
+  b = hi << 32 | lo;
+  memcpy(&v, &b, 8);
+  return v;
+}
 KL_DEV int kl_rint(float x) { return (int)nearbyintf(x); }
 KL_DEV float kl_mul(float a, float b) { return a * b; }
 KL_DEV float kl_add(float a, float b) { return a + b; }
@@ -178,7 +186,43 @@ KL_DEV void kl_warp_argmax(float* v, int* i) {
     if (v2 > *v || (v2 == *v && i2 < *i)) { *v = v2; *i = i2; }
   }
 }
-KL_DEV float kl_silu(float x) { return x / (1.0f + expf(-x)); }
+// ---- ggml-cpu's float arithmetic, operation for operation (runtime/interp_ggml_math.h) ----
+// The reference interpreter rounds exactly as llama.cpp's CPU code does; these replicas make the
+// kernels round the same way. NVRTC compiles with --fmad=false, so only the fmaf calls written
+// here are fused, on the GPU and in the host emulation alike.
+// ggml_v_expf (AVX-512): a degree-5 polynomial on the reduced argument, scaled by 2^n.
+KL_DEV float kl_ggml_expf(float x) {
+  const float r = 0x1.8p23f;
+  const float z = fmaf(x, 0x1.715476p+0f, r);
+  const float n = z - r;
+  const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+  if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : kl_inf();
+  const float u = b * b;
+  const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                            fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                       u, fmaf(0x1.ffffecp-1f, b, 1.0f));
+  return ldexpf(j, (int)n);
+}
+// ggml_v_silu.
+KL_DEV float kl_silu(float x) { return x / (1.0f + kl_ggml_expf(0.0f - x)); }
+// hsum_float_8 over the 8 lanes of an aligned group of 8 (lane & 7 = ggml's lane): every lane
+// gets ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)). Float addition commutes, so the
+// butterfly rounds exactly as ggml's pairwise reduction.
+KL_DEV float kl_hsum8(float v) {
+  v += kl_shfl_xor(v, 4);
+  v += kl_shfl_xor(v, 2);
+  return v + kl_shfl_xor(v, 1);
+}
+// _mm512_reduce_add_ps as GCC expands it, over an aligned group of 16 lanes: halves, quarters,
+// then pairs — the same butterfly with one more step.
+KL_DEV float kl_reduce16(float v) {
+  v += kl_shfl_xor(v, 8);
+  return kl_hsum8(v);
+}
+KL_DEV double kl_warp_sum_d(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += kl_shfl_xor_d(v, o);
+  return v;
+}
 KL_DEV float kl_gelu_tanh(float x) {
   return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
@@ -302,6 +346,18 @@ KL_DEV int kl_nib_dot(uint4 q, u32 qh, const int* a) {
     s = kl_dp4a((int)(((w[i] >> 4) & 0x0F0F0F0Fu) | kl_spread4(qh >> (16 + 4 * i))), a[4 + i], s);
   }
   return s;
+}
+// ggml's x86 legacy block products (ggml_vec_dot_*_q8_{0,1}) keep eight f32 lanes per output:
+// lane l (0..7) holds elements 4l..4l+3 of every block. The weight quants of lane l of block b as
+// one dp4a word (4-bit types: the low nibbles for l < 4, the high ones for l >= 4; 5-bit types
+// add the fifth bits from qh).
+KL_DEV int kl_lane_q8_0(const u8* r, int K, int b, int l) { return (int)kl_ld4(r + 32 * b + 4 * l); }
+KL_DEV int kl_lane_q4(const u8* r, int K, int b, int l) {
+  const u32 w = kl_ld4(r + 16 * b + 4 * (l & 3));
+  return (int)((l < 4 ? w : w >> 4) & 0x0F0F0F0Fu);
+}
+KL_DEV int kl_lane_q5(const u8* r, int K, int b, int l) {
+  return kl_lane_q4(r, K, b, l) | (int)kl_spread4(kl_ld4(r + K / 2 + 4 * b) >> (4 * l));
 }
 // Q4_0/Q4_1/Q5_0/Q5_1: a unit is one block of 32 (one 16-byte load of quants).
 struct KlU4 { uint4 q; u32 qh; float d, m; };
