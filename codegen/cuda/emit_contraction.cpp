@@ -225,6 +225,139 @@ void emit_lane_products(Code& out, const Product& P, const std::vector<int64_t>&
   out.close();
   out.close();
 }
+
+// Q4_K and Q6_K products in the order of the ggml kernel llama.cpp picks for them (the
+// interpreter's mul_mat_ggml_kquant): the integer parts of every unit are exact, so lanes may
+// compute and add them in any order; the float folds are then replayed in ggml's order by every
+// lane of the warp alike (the values of a round gathered with shuffles), so one lane's result is
+// the row's. ggml chooses by the batch's real token count, which a kernel does not know; it
+// uses the tile's rows (M), which is the count whenever a prefill bucket is full.
+//  - Q4_K: rows below M - M % 4 fold per pair of sub-blocks (gemm 4x8x8), the others once per
+//    super-block (gemv): acc += sum * (d_w d_x), acc_min += mins * (dmin_w d_x), acc - acc_min.
+//  - Q6_K, M < 8: eight ggml lanes per super-block, each an exact integer, fused into its own
+//    f32 accumulator with d_x d_w, then hsum_float_8. M >= 8: the super-block's exact sum S,
+//    acc = fmaf(S * d_w, d_x, acc).
+void emit_kquant_products(Code& out, const Product& P, const std::vector<int64_t>& shifts,
+                          int64_t tw, int64_t L, int64_t RW) {
+  const bool q4 = P.wt == DType::Q4_K;
+  const int64_t rows = int64_t(shifts.size()) * tw, units = P.units, nsb = P.K / 256;
+  const int64_t per_sb = q4 ? 4 : 8;  // units per super-block
+  out.open("for (int rb = warp * " + num(RW) + "; rb < " + num(rows) +
+           "; rb += " + num(kWarps * RW) + ")");
+  out.line("float acc[" + num(RW) + "][MT], acc2[" + num(RW) + "][MT];");
+  out.line("const u8* wr[" + num(RW) + "];");
+  out.line("bool ok[" + num(RW) + "];");
+  out.line("#pragma unroll");
+  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
+  out.line("const int i = rb + r, slot = i / TW, j = i % TW;");
+  out.line("ok[r] = i < " + num(rows) + " && e0 + j < " + num(L) + ";");
+  out.line("wr[r] = W + (u64)(ok[r] ? " + shift_expr(shifts, "slot") + " + e0 + j : 0) * " +
+           num(int64_t(P.row_bytes)) + "ull;");
+  out.line("#pragma unroll");
+  out.line("for (int ml = 0; ml < MT; ++ml) { acc[r][ml] = 0.0f; acc2[r][ml] = 0.0f; }");
+  out.close();
+  out.open("for (int u0 = 0; u0 < " + num(units) + "; u0 += 32)");
+  out.line("const int u = u0 + lane, sb0 = u0 / " + num(per_sb) + ";");
+  out.line("#pragma unroll");
+  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
+  out.line("const bool have = ok[r] && u < " + num(units) + ";");
+  if (q4) {
+    out.line("KlUK4 w;");
+    out.line("float dw = 0.0f, dmw = 0.0f;");
+    out.open("if (have)");
+    out.line("w = kl_load_q4_k(wr[r], K, u);");
+    out.line("dw = kl_h2f((u16)(w.dm & 0xffff));");
+    out.line("dmw = kl_h2f((u16)(w.dm >> 16));");
+    out.close();
+  } else {
+    out.line("KlUK6 w;");
+    out.line("if (have) w = kl_load_q6_k(wr[r], K, u);");
+  }
+  out.line("#pragma unroll");
+  out.open("for (int ml = 0; ml < MT; ++ml)");
+  if (q4) {
+    out.line("int dot = 0, mins = 0;");
+    out.line("if (have) kl_uparts_q4_k(w, xq + ml * K, xsum + ml * " + num(P.K / 32) +
+             ", u, &dot, &mins);");
+    out.line("const bool gemm = m0 + ml < " + num(P.M - P.M % 4) + ";");
+    out.open("if (gemm)");  // fold per unit (pair of sub-blocks), in unit order
+    out.open("for (int t = 0; t < 32 && u0 + t < " + num(units) + "; ++t)");
+    out.line("const int s = kl_shfl_idx_i(dot, t), mn = kl_shfl_idx_i(mins, t);");
+    out.line("const float xdv = xd[ml * " + num(nsb) + " + (u0 + t) / 4];");
+    out.line("const float d = kl_shfl_idx(dw, t) * xdv, dm = kl_shfl_idx(dmw, t) * xdv;");
+    out.line("acc[r][ml] = fmaf((float)s, d, acc[r][ml]);");
+    out.line("acc2[r][ml] = fmaf((float)mn, dm, acc2[r][ml]);");
+    out.close();
+    out.close();
+    out.open("else");  // fold per super-block
+    out.line("dot += kl_shfl_xor_i(dot, 1);");
+    out.line("dot += kl_shfl_xor_i(dot, 2);");
+    out.line("mins += kl_shfl_xor_i(mins, 1);");
+    out.line("mins += kl_shfl_xor_i(mins, 2);");
+    out.open("for (int t = 0; t < 8 && sb0 + t < " + num(nsb) + "; ++t)");
+    out.line("const int s = kl_shfl_idx_i(dot, 4 * t), mn = kl_shfl_idx_i(mins, 4 * t);");
+    out.line("const float xdv = xd[ml * " + num(nsb) + " + sb0 + t];");
+    out.line("const float d = kl_shfl_idx(dw, 4 * t) * xdv, dm = kl_shfl_idx(dmw, 4 * t) * xdv;");
+    out.line("acc[r][ml] = fmaf((float)s, d, acc[r][ml]);");
+    out.line("acc2[r][ml] = fmaf((float)mn, dm, acc2[r][ml]);");
+    out.close();
+    out.close();
+  } else {
+    out.line("int l0 = 0, l1 = 0, whole = 0;");
+    out.line("if (have) kl_uparts_q6_k(w, xq + ml * K, u, &l0, &l1, &whole);");
+    out.line("const u8* wrow = wr[r];");
+    if (P.M < 8) {
+      // ggml lane gl = lane & 7 of super-block sb0 + t is unit 8t + gl / 2 (first half) plus
+      // unit 8t + 4 + gl / 2 (second half), minus 32 x the scaled sums of its two 16-groups.
+      out.line("l0 += kl_shfl_xor_i(l0, 4);");
+      out.line("l1 += kl_shfl_xor_i(l1, 4);");
+      out.line("const int gl = lane & 7;");
+      out.open("for (int t = 0; t < 4 && sb0 + t < " + num(nsb) + "; ++t)");
+      out.line("const int a0 = kl_shfl_idx_i(l0, 8 * t + (gl >> 1));");
+      out.line("const int a1 = kl_shfl_idx_i(l1, 8 * t + (gl >> 1));");
+      out.line("const int sb = sb0 + t;");
+      out.line("const i8* sc = (const i8*)(wrow + " + num(3 * P.K / 4) + " + 16 * sb);");
+      out.line("const int* bs = xb16 + ml * " + num(P.K / 16) + " + 16 * sb;");
+      out.line(
+          "const int v = ((gl & 1) ? a1 : a0) - 32 * (bs[2 * gl] * (int)sc[2 * gl] + bs[2 * gl + "
+          "1] "
+          "* (int)sc[2 * gl + 1]);");
+      out.line("const float d = xd[ml * " + num(nsb) + " + sb] * kl_h2f(kl_ld2(wrow + " +
+               num(3 * P.K / 4 + P.K / 16) + " + 2 * sb));");
+      out.line("if (ok[r]) acc[r][ml] = fmaf(d, (float)v, acc[r][ml]);");
+      out.close();
+    } else {
+      out.line("whole += kl_shfl_xor_i(whole, 1);");
+      out.line("whole += kl_shfl_xor_i(whole, 2);");
+      out.line("whole += kl_shfl_xor_i(whole, 4);");
+      out.open("for (int t = 0; t < 4 && sb0 + t < " + num(nsb) + "; ++t)");
+      out.line("const int S = kl_shfl_idx_i(whole, 8 * t), sb = sb0 + t;");
+      out.line("const float dw = kl_h2f(kl_ld2(wrow + " + num(3 * P.K / 4 + P.K / 16) +
+               " + 2 * sb));");
+      out.line("if (ok[r]) acc[r][ml] = fmaf((float)S * dw, xd[ml * " + num(nsb) +
+               " + sb], acc[r][ml]);");
+      out.close();
+    }
+  }
+  out.close();
+  out.close();
+  out.close();
+  out.line("#pragma unroll");
+  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
+  out.line("const int i = rb + r, slot = i / TW, j = i % TW;");
+  out.line("#pragma unroll");
+  out.open("for (int ml = 0; ml < MT; ++ml)");
+  if (q4)
+    out.line("const float s = acc[r][ml] - acc2[r][ml];");
+  else if (P.M < 8)
+    out.line("const float s = kl_hsum8(acc[r][ml]);");
+  else
+    out.line("const float s = acc[r][ml];");
+  out.line("if (lane == 0 && i < " + num(rows) + ") ys[(slot * MT + ml) * TW + j] = s;");
+  out.close();
+  out.close();
+  out.close();
+}
 }  // namespace
 
 Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spec, Code& out,
@@ -357,6 +490,7 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
 
   // ggml's lane order: a warp holds 4 weight rows at a time, 8 lanes each (one per ggml lane).
   const bool lanes = P.path == ActPath::kInt && ggml_lanes(P.wt, P.act);
+  const bool kquant = P.path == ActPath::kInt && (P.wt == DType::Q4_K || P.wt == DType::Q6_K);
   const int64_t rows_per_warp = lanes ? 4 : 1;
   if (MT == 1) {
     int64_t rows_max = 0;
@@ -460,6 +594,7 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
     out.line("__shared__ __align__(16) i8 xq[MT * K];");
     out.line("__shared__ float xd[MT * " + num(q8k ? P.K / 256 : nb32) + "];");
     out.line("__shared__ int xsum[MT * " + num(nb32) + "];");
+    if (q8k) out.line("__shared__ int xb16[MT * " + num(P.K / 16) + "];");  // Q8_K's bsums
     if (P.act == DType::Q8_1) out.line("__shared__ float xs[MT * " + num(nb32) + "];");
     if (!q8k) {
       // q8_0 / q8_1 (ggml-cpu's quantizer): a warp per block of 32.
@@ -516,6 +651,8 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
       out.line("gs += q;");
       out.close();
       out.line("gs += kl_shfl_xor_i(gs, 1);");
+      out.line("if ((lane & 1) == 0) xb16[ml * " + num(P.K / 16) +
+               " + sb * 16 + (lane >> 1)] = gs;");
       out.line("gs += kl_shfl_xor_i(gs, 2);");
       out.line("if ((lane & 3) == 0) xsum[ml * " + num(nb32) + " + sb * 8 + (lane >> 2)] = gs;");
       out.line("if (lane == 0) xd[t] = amax != 0.0f ? 1.0f / iscale : 0.0f;");
@@ -613,6 +750,8 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
     out.line("const int e0 = tile * TW;");
     if (lanes) {
       emit_lane_products(out, P, g.shifts, g.tw, g.L, RW);
+    } else if (kquant) {
+      emit_kquant_products(out, P, g.shifts, g.tw, g.L, RW);
     } else {
       // Dot products: warp per RW weight rows.
       out.open("for (int rb = warp * " + num(RW) + "; rb < " + num(rows) +

@@ -28,6 +28,7 @@ KL_DEV float kl_shfl_xor(float v, int m) { return __shfl_xor_sync(0xffffffffu, v
 KL_DEV int kl_shfl_xor_i(int v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
 KL_DEV float kl_shfl_idx(float v, int src) { return __shfl_sync(0xffffffffu, v, src); }
 KL_DEV double kl_shfl_xor_d(double v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
+KL_DEV int kl_shfl_idx_i(int v, int src) { return __shfl_sync(0xffffffffu, v, src); }
 KL_DEV int kl_rint(float x) { return __float2int_rn(x); }
 KL_DEV float kl_mul(float a, float b) { return __fmul_rn(a, b); }
 KL_DEV float kl_add(float a, float b) { return __fadd_rn(a, b); }
@@ -130,6 +131,7 @@ KL_DEV int kl_dp4a(int a, int b, int c) {
 KL_DEV float kl_shfl_xor(float v, int m) { return kl_bits_f(kl_emu->shfl_xor(kl_f_bits(v), m)); }
 KL_DEV int kl_shfl_xor_i(int v, int m) { return (int)kl_emu->shfl_xor((u32)v, m); }
 KL_DEV float kl_shfl_idx(float v, int src) { return kl_bits_f(kl_emu->shfl_idx(kl_f_bits(v), src)); }
+KL_DEV int kl_shfl_idx_i(int v, int src) { return (int)kl_emu->shfl_idx((u32)v, src); }
 KL_DEV double kl_shfl_xor_d(double v, int m) {
   u64 b; memcpy(&b, &v, 8);
   const u64 lo = kl_emu->shfl_xor((u32)b, m), hi = kl_emu->shfl_xor((u32)(b >> 32), m);
@@ -431,6 +433,30 @@ KL_DEV float kl_udot_q4_k(const KlUK4& w, const i8* xq, const float* xd, const f
   const int* s = xsum + 8 * sb + 2 * c;
   return xd[sb] * (d * (float)(sc0 * lo + sc1 * hi) - dmin * (float)(m0 * s[0] + m1 * s[1]));
 }
+// The integer parts of a Q4_K unit (sub-blocks 2c and 2c + 1 of super-block sb): the scaled
+// products of quants and activations, and the mins times the activations' sums. ggml's
+// repacked Q4_K kernels add these exactly in integers and round them once per fold.
+KL_DEV void kl_uparts_q4_k(const KlUK4& w, const i8* xq, const int* xsum, int u, int* dot,
+                           int* mins) {
+  const int c = u & 3, sb = u >> 2;
+  const int* a = (const int*)(xq + 256 * sb + 64 * c);
+  const u32 q[8] = {w.q0.x, w.q0.y, w.q0.z, w.q0.w, w.q1.x, w.q1.y, w.q1.z, w.q1.w};
+  int lo = 0, hi = 0;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    lo = kl_dp4a((int)(q[i] & 0x0F0F0F0Fu), a[i], lo);
+    hi = kl_dp4a((int)((q[i] >> 4) & 0x0F0F0F0Fu), a[8 + i], hi);
+  }
+  u8 scb[12];
+#pragma unroll
+  for (int i = 0; i < 12; ++i) scb[i] = (u8)(w.sc[i >> 2] >> (8 * (i & 3)));
+  int sc0, m0, sc1, m1;
+  kl_k4_scale_min(scb, 2 * c, &sc0, &m0);
+  kl_k4_scale_min(scb, 2 * c + 1, &sc1, &m1);
+  const int* s = xsum + 8 * sb + 2 * c;
+  *dot = sc0 * lo + sc1 * hi;
+  *mins = m0 * s[0] + m1 * s[1];
+}
 // Q6_K: a unit is 8 consecutive l of one half of a super-block: 4 runs of 8 elements.
 struct KlUK6 { uint2 qa, qb, qh; int sc[4]; float d; };
 KL_DEV KlUK6 kl_load_q6_k(const u8* r, int K, int u) {
@@ -444,6 +470,31 @@ KL_DEV KlUK6 kl_load_q6_k(const u8* r, int K, int u) {
   for (int g = 0; g < 4; ++g) w.sc[g] = (i8)sc[2 * g];
   w.d = kl_h2f(kl_ld2(r + 3 * K / 4 + K / 16 + 2 * sb));
   return w;
+}
+// The integer parts of a Q6_K unit: `lanes` gets, for ggml's vector lanes 2(u & 3) and
+// 2(u & 3) + 1 (elements 4L..4L+3 of every run of 32), the scaled products with the unsigned
+// 6-bit quants; `whole` the unit's exact sum with the quants' offset of 32 taken out.
+KL_DEV void kl_uparts_q6_k(const KlUK6& w, const i8* xq, int u, int* lane0, int* lane1,
+                           int* whole) {
+  const int sb = u >> 3, h = (u >> 2) & 1, l0 = 8 * (u & 3);
+  const u32 qa[2] = {w.qa.x, w.qa.y}, qb[2] = {w.qb.x, w.qb.y}, qh[2] = {w.qh.x, w.qh.y};
+  int l[2] = {0, 0}, all = 0;
+#pragma unroll
+  for (int g = 0; g < 4; ++g) {
+    const int* a = (const int*)(xq + 256 * sb + 128 * h + 32 * g + l0);
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const u32 ql = (g & 1) ? qb[k] : qa[k];
+      const u32 lo = (g < 2 ? ql : (ql >> 4)) & 0x0F0F0F0Fu;
+      const u32 q = lo | (((qh[k] >> (2 * g)) & 0x03030303u) << 4);
+      const int s = kl_dp4a((int)q, a[k], 0);
+      l[k] += w.sc[g] * s;
+      all += w.sc[g] * (s - 32 * kl_dp4a(0x01010101, a[k], 0));
+    }
+  }
+  *lane0 = l[0];
+  *lane1 = l[1];
+  *whole = all;
 }
 KL_DEV float kl_udot_q6_k(const KlUK6& w, const i8* xq, const float* xd, const float* xs,
                           const int* xsum, int u) {
