@@ -6,8 +6,10 @@
 #include <unordered_map>
 
 #include "codegen/cuda/weight_layout.h"
+#include "ir/half.h"
 #include "ir/printer.h"
 #include "passes/graph_util.h"
+#include "runtime/interp_ggml_math.h"
 #include "runtime/rope_angles.h"
 
 namespace kiln::runtime {
@@ -27,15 +29,22 @@ DeviceConstants::~DeviceConstants() {
   for (auto& [k, p] : by_key_) dev_.free(p);
 }
 
-Result<DevPtr> DeviceConstants::rope_table(const cuda::RopeTable& t) {
+Result<DevPtr> DeviceConstants::table(const cuda::HostTable& t) {
   const std::string key = t.key();
   if (auto it = by_key_.find(key); it != by_key_.end()) return it->second;
-  if (t.n_dims < 2 || t.positions < 1) return make_error("empty rope table ", key);
   const auto t0 = std::chrono::steady_clock::now();
-  const size_t row = size_t(t.n_dims / 2) * 2;
-  std::vector<float> tab(size_t(t.positions) * row);
-  for (int64_t pos = 0; pos < t.positions; ++pos)
-    rope_cos_sin(pos, t.n_dims, t.freq_base, t.freq_scale, tab.data() + size_t(pos) * row);
+  std::vector<float> tab;
+  if (t.kind == cuda::HostTable::kGeluF16) {
+    tab.resize(65536);
+    for (uint32_t h = 0; h < 65536; ++h)
+      tab[h] = interp::ggml_gelu_tanh_f16(f16_to_f32(uint16_t(h)));
+  } else {
+    if (t.n_dims < 2 || t.positions < 1) return make_error("empty rope table ", key);
+    const size_t row = size_t(t.n_dims / 2) * 2;
+    tab.resize(size_t(t.positions) * row);
+    for (int64_t pos = 0; pos < t.positions; ++pos)
+      rope_cos_sin(pos, t.n_dims, t.freq_base, t.freq_scale, tab.data() + size_t(pos) * row);
+  }
   const uint64_t bytes = tab.size() * sizeof(float);
   KILN_ASSIGN_OR_RETURN(DevPtr p, dev_.alloc(bytes));
   Status st = dev_.upload(p, tab.data(), bytes);
@@ -52,10 +61,10 @@ Result<DevPtr> DeviceConstants::rope_table(const cuda::RopeTable& t) {
 Status DeviceConstants::bind_tables(const cuda::Program& p, const cuda::KernelSpec& ks,
                                     std::vector<void*>& args) {
   args.resize(cuda::kMaxArgs, nullptr);
-  for (int t : ks.rope_tables) {
-    if (t < 0 || size_t(t) >= p.rope_tables.size())
-      return make_error("kernel ", ks.name, " reads rope table ", t, " of ", p.rope_tables.size());
-    KILN_ASSIGN_OR_RETURN(DevPtr d, rope_table(p.rope_tables[size_t(t)]));
+  for (int t : ks.host_tables) {
+    if (t < 0 || size_t(t) >= p.host_tables.size())
+      return make_error("kernel ", ks.name, " reads host table ", t, " of ", p.host_tables.size());
+    KILN_ASSIGN_OR_RETURN(DevPtr d, table(p.host_tables[size_t(t)]));
     args[size_t(cuda::kMaxArgs - 1 - t)] = reinterpret_cast<void*>(d);
   }
   return Status::Ok();

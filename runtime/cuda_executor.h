@@ -43,9 +43,9 @@ class DeviceConstants {
   ~DeviceConstants();
   // `v` is a weight or a derived constant (passes::constant_values).
   Result<DevPtr> get(const ir::Value& v, cuda::ArgLayout layout);
-  // A rope table (cuda::RopeTable), made on the host and uploaded on first use.
-  Result<DevPtr> rope_table(const cuda::RopeTable& t);
-  // Puts the rope tables kernel `ks` reads into their slots of `args` (kMaxArgs pointers).
+  // A host-made table (cuda::HostTable), made and uploaded on first use.
+  Result<DevPtr> table(const cuda::HostTable& t);
+  // Puts the host tables kernel `ks` reads into their slots of `args` (kMaxArgs pointers).
   Status bind_tables(const cuda::Program& p, const cuda::KernelSpec& ks, std::vector<void*>& args);
   uint64_t bytes() const { return bytes_; }
   double upload_seconds() const { return seconds_; }

@@ -62,22 +62,9 @@ Status run_Silu(KernelArgs& a) {
   return unary(a, [](double x) { return double(ggml_silu(float(x))); });
 }
 
-// ggml-cpu's GELU: the tanh formula in f32 on the input rounded to f16, the result rounded to
-// f16 (its 64K-entry table), exact outside [-10, 10].
-static float gelu_tanh_f16(float x) {
-  if (x <= -10.0f) return 0.0f;
-  if (x >= 10.0f) return x;
-  const float h = f16_to_f32(f32_to_f16(x));
-  const float c = 0.79788456080286535587989211986876f;
-  // GCC contracts ggml's `1.0f + GELU_COEF_A*x*x` into one fused multiply-add.
-  const float inner = c * h * std::fma(0.044715f * h, h, 1.0f);
-  const float y = 0.5f * h * (1.0f + std::tanh(inner));
-  return f16_to_f32(f32_to_f16(y));
-}
-
 Status run_Gelu(KernelArgs& a) {
   if (a.node.attrs.s("approx") == "tanh_f16")
-    return unary(a, [](double x) { return double(gelu_tanh_f16(float(x))); });
+    return unary(a, [](double x) { return double(ggml_gelu_tanh_f16(float(x))); });
   if (a.node.attrs.s("approx") == "erf")
     return unary(a, [](double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); });
   const double c = std::sqrt(2.0 / std::numbers::pi);

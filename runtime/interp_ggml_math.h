@@ -7,6 +7,8 @@
 
 #include <cmath>
 
+#include "ir/half.h"
+
 namespace kiln::runtime::interp {
 
 // ggml_v_expf (AVX-512): a degree-5 polynomial on the reduced argument, scaled by 2^n.
@@ -70,6 +72,20 @@ inline float ggml_vec_dot_f16(const float* a, const float* b, int64_t n) {
   double sum = ggml_reduce16(acc[0]);
   for (int64_t i = np; i < n; ++i) sum += double(a[i] * b[i]);
   return float(sum);
+}
+
+// ggml-cpu's GELU: the tanh formula in f32 on the input rounded to f16, the result rounded to
+// f16 (its 64K-entry table), exact outside [-10, 10]. The CUDA backend tabulates it on the host
+// (a GPU's tanhf rounds differently).
+inline float ggml_gelu_tanh_f16(float x) {
+  if (x <= -10.0f) return 0.0f;
+  if (x >= 10.0f) return x;
+  const float h = f16_to_f32(f32_to_f16(x));
+  const float c = 0.79788456080286535587989211986876f;
+  // GCC contracts ggml's `1.0f + GELU_COEF_A*x*x` into one fused multiply-add.
+  const float inner = c * h * std::fma(0.044715f * h, h, 1.0f);
+  const float y = 0.5f * h * (1.0f + std::tanh(inner));
+  return f16_to_f32(f32_to_f16(y));
 }
 
 }  // namespace kiln::runtime::interp

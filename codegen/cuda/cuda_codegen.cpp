@@ -28,7 +28,8 @@ const char* kernel_kind_name(KernelKind k) {
   return "?";
 }
 
-std::string RopeTable::key() const {
+std::string HostTable::key() const {
+  if (kind == kGeluF16) return "gelu_f16";
   char buf[128];
   std::snprintf(buf, sizeof buf, "rope:%lld:%.17g:%.17g:%lld", (long long)n_dims, freq_base,
                 freq_scale, (long long)positions);
@@ -190,7 +191,7 @@ Result<Program> generate(const ir::Graph& g, const Options& o) {
       spec.block = first.block;
       spec.scratch_bytes = first.scratch_bytes;
       spec.summary = first.summary;
-      spec.rope_tables = first.rope_tables;
+      spec.host_tables = first.host_tables;
       p.kernels_by_region.push_back(spec);
       continue;
     }
@@ -203,8 +204,8 @@ Result<Program> generate(const ir::Graph& g, const Options& o) {
     k.body = r.body.get();
     for (int a = 0; a < r.num_operands(); ++a) k.arg_names.push_back("a" + std::to_string(a));
     k.layouts = spec.layouts;
-    k.rope_tables = &p.rope_tables;
-    k.rope_used = &spec.rope_tables;
+    k.host_tables = &p.host_tables;
+    k.tables_used = &spec.host_tables;
     k.rope_positions = positions;
     Code code;
     Status st;
@@ -216,10 +217,10 @@ Result<Program> generate(const ir::Graph& g, const Options& o) {
       st = detail::build_rows(k, spec.entry, spec, code);
     }
     if (!st.ok()) return st.error().wrap("region " + rname);
-    for (int t : spec.rope_tables)
+    for (int t : spec.host_tables)
       if (spec.num_args() > kMaxArgs - 1 - t)
         return make_error("region ", rname, ": ", spec.num_args(),
-                          " kernel arguments leave no slot for rope table ", t);
+                          " kernel arguments leave no slot for host table ", t);
     kernels.raw(region_comment(r));
     kernels.raw("// launch: grid (" + num(spec.grid[0]) + ", " + num(spec.grid[1]) + ", " +
                 num(spec.grid[2]) + "), block " + num(spec.block) + "; " + spec.summary + "\n");

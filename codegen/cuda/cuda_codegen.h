@@ -32,11 +32,14 @@ enum class ArgLayout : uint8_t {
 
 enum class KernelKind : uint8_t { kRows, kContraction, kAttention, kSample };
 
-// A rope's cos/sin table, made on the host by the code the reference interpreter runs (glibc's
-// cosf/sinf of ggml's f32 angles: a GPU's own cosf rounds differently) and uploaded once:
-// positions x n_dims/2 pairs (cos, sin) as f32. Table t of a module is the kernel argument
-// KilnArgs::p[kMaxArgs - 1 - t]; positions outside it fall back to sincos in double.
-struct RopeTable {
+// A table of f32 values made on the host by the code the reference interpreter runs and
+// uploaded once, for functions a GPU's libm rounds differently from the C library:
+//  - kRope: a rope's cos/sin (glibc's cosf/sinf of ggml's f32 angles), positions x n_dims/2
+//    pairs (cos, sin); positions outside it fall back to sincos in double;
+//  - kGeluF16: ggml's f16 GELU (tanhf) of every f16 input, indexed by its bits (65536 values).
+// Table t of a module is the kernel argument KilnArgs::p[kMaxArgs - 1 - t].
+struct HostTable {
+  enum Kind : uint8_t { kRope, kGeluF16 } kind = kRope;
   int64_t n_dims = 0;
   double freq_base = 0, freq_scale = 1;
   int64_t positions = 0;
@@ -68,7 +71,7 @@ struct KernelSpec {
   bool argmax = false;               // takes the argmax cells and the sampling parameters
   int argmax_result = -1;            // the result whose rows it reduces
   std::string summary;               // one line for people ("q4_k 1024x640, M=1, 3 tiles ...")
-  std::vector<int> rope_tables;      // indices into Program::rope_tables (argument slots)
+  std::vector<int> host_tables;      // indices into Program::host_tables (argument slots)
   int num_args() const {
     return num_operands + num_results + (scratch_bytes ? 1 : 0) + (argmax ? 2 : 0);
   }
@@ -91,7 +94,7 @@ struct Program {
   // The fused argmax: output name, its rows and columns, and the kernel that finishes it.
   std::string argmax_output;
   int64_t argmax_rows = 0, argmax_cols = 0;
-  std::vector<RopeTable> rope_tables;  // the kernels' rope tables (KernelSpec::rope_tables)
+  std::vector<HostTable> host_tables;  // the kernels' host-made tables (KernelSpec::host_tables)
   bool has_sample = false;
   KernelSpec sample;  // args: cells (u64[rows]), tokens (i32[rows]), feedback tokens (or null),
                       // feedback positions (or null), SampleParams

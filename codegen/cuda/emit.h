@@ -100,11 +100,13 @@ struct KernelCtx {
   // Attention kernels: the value the kernel computes whole (not per element).
   std::set<const ir::Value*> opaque_ok;
 
-  // The module's rope tables and those this kernel reads (shared by every copy of the context).
-  std::vector<RopeTable>* rope_tables = nullptr;
-  std::vector<int>* rope_used = nullptr;
-  int64_t rope_positions = 0;            // cache length of the graph: the tables' rows
-  int rope_table(const ir::Node& rope);  // index of n's table, registering it
+  // The module's host-made tables and those this kernel reads (shared by every copy of the
+  // context); rope tables have rope_positions rows (the graph's cache length).
+  std::vector<HostTable>* host_tables = nullptr;
+  std::vector<int>* tables_used = nullptr;
+  int64_t rope_positions = 0;
+  // The kernel argument holding table t, registering it ("((const float*)args.p[23])").
+  std::string table_arg(const HostTable& t);
 
   int next_var = 0;
   std::string var(const char* prefix) { return prefix + std::to_string(next_var++); }

@@ -177,22 +177,17 @@ std::string rope_tables(const std::vector<const ir::Node*>& ropes) {
   return out;
 }
 
-int KernelCtx::rope_table(const ir::Node& n) {
-  RopeTable t;
-  t.n_dims = n.attrs.i("n_dims");
-  t.freq_base = n.attrs.f("freq_base");
-  t.freq_scale = n.attrs.f("freq_scale");
-  t.positions = rope_positions;
+std::string KernelCtx::table_arg(const HostTable& t) {
   int at = -1;
-  for (size_t i = 0; i < rope_tables->size(); ++i)
-    if ((*rope_tables)[i].key() == t.key()) at = int(i);
+  for (size_t i = 0; i < host_tables->size(); ++i)
+    if ((*host_tables)[i].key() == t.key()) at = int(i);
   if (at < 0) {
-    at = int(rope_tables->size());
-    rope_tables->push_back(t);
+    at = int(host_tables->size());
+    host_tables->push_back(t);
   }
-  if (std::find(rope_used->begin(), rope_used->end(), at) == rope_used->end())
-    rope_used->push_back(at);
-  return at;
+  if (std::find(tables_used->begin(), tables_used->end(), at) == tables_used->end())
+    tables_used->push_back(at);
+  return "((const float*)args.p[" + num(kMaxArgs - 1 - at) + "])";
 }
 
 int KernelCtx::slot_of(int64_t shift) {
@@ -337,7 +332,14 @@ Result<std::string> ElemEmitter::compute(const ir::Value* v, const Idx& idx) {
       return un("expf");
     case Op::Gelu: {
       const std::string& a = n->attrs.s("approx");
-      return un(a == "erf" ? "kl_gelu_erf" : a == "tanh_f16" ? "kl_gelu_tanh_f16" : "kl_gelu_tanh");
+      if (a == "tanh_f16") {  // ggml's f16 GELU from its host-made table
+        HostTable t;
+        t.kind = HostTable::kGeluF16;
+        const std::string tab = k_.table_arg(t);
+        KILN_ASSIGN_OR_RETURN(std::string x, value(n->operand(0), idx));
+        return emit("float", "v", "kl_gelu_f16_table(" + x + ", " + tab + ")");
+      }
+      return un(a == "erf" ? "kl_gelu_erf" : "kl_gelu_tanh");
     }
     case Op::Cast: {
       KILN_ASSIGN_OR_RETURN(std::string a, value(n->operand(0), idx));
@@ -483,9 +485,13 @@ Result<std::string> ElemEmitter::rope(const ir::Node& n, const Idx& idx) {
   const std::string r = k_.var("r");
   code_.line("float " + r + " = " + a + ";");
   code_.open("if (" + d + " < " + num(nd) + ")");
-  // cos and sin from the host-made table (RopeTable), rounded as the interpreter's.
-  const int t = k_.rope_table(n);
-  const std::string tab = "((const float*)args.p[" + num(kMaxArgs - 1 - t) + "])";
+  // cos and sin from the host-made table (HostTable), rounded as the interpreter's.
+  HostTable ht;
+  ht.n_dims = nd;
+  ht.freq_base = n.attrs.f("freq_base");
+  ht.freq_scale = n.attrs.f("freq_scale");
+  ht.positions = k_.rope_positions;
+  const std::string tab = k_.table_arg(ht);
   const int64_t rows = k_.rope_positions;
   code_.line("float cs, sn;");
   code_.open("if (" + p + " >= 0 && " + p + " < " + num(rows) + ")");

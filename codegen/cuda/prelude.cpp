@@ -229,15 +229,12 @@ KL_DEV float kl_gelu_tanh(float x) {
   return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
 KL_DEV float kl_gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
-// ggml-cpu's GELU: the tanh formula on the input rounded to f16, the result rounded to f16.
-KL_DEV float kl_gelu_tanh_f16(float x) {
+// ggml-cpu's GELU of x rounded to f16, from the host-made table of every f16 input
+// (cuda::HostTable::kGeluF16); exact outside [-10, 10] as ggml's.
+KL_DEV float kl_gelu_f16_table(float x, const float* tab) {
   if (x <= -10.0f) return 0.0f;
   if (x >= 10.0f) return x;
-  const float h = kl_round_f16(x);
-  const float c = 0.79788456080286535587989211986876f;
-  const float inner = kl_mul(kl_mul(c, h), fmaf(kl_mul(0.044715f, h), h, 1.0f));  // as ggml's table
-  const float y = kl_mul(kl_mul(0.5f, h), kl_add(1.0f, tanhf(inner)));
-  return kl_round_f16(y);
+  return tab[kl_f2h(x)];
 }
 // Orderable key of a float for a 64-bit atomicMax: larger values win, then smaller indices.
 KL_DEV u64 kl_argmax_key(float v, int i) {
