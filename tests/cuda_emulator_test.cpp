@@ -59,6 +59,13 @@ Built build(const gguf::GgufFile& file, int tokens) {
   return b;
 }
 
+// The interpreter reproduces ggml's Q4_K kernels only for row counts in whole groups of 8 (what
+// llama.cpp repacks); the tiny presets' vocabularies are not, so their Q4_K logits are summed
+// in double there and differ from the kernels' f32 by ~1e-7.
+bool inexact_logits(const runtime::RegionCheck& rc) {
+  return rc.region.rfind("logits", 0) == 0 && rc.err < 1e-6;
+}
+
 void expect_kernels_match(const std::string& preset, DType quant, int tokens) {
   TinyModel m = make(preset, quant);
   ASSERT_TRUE(m.file);
@@ -73,9 +80,14 @@ void expect_kernels_match(const std::string& preset, DType quant, int tokens) {
     o.position = 11;
     auto rep = runtime::check_kernels(*dev, *b.graph, weights, o);
     ASSERT_TRUE(rep.ok()) << rep.message();
-    for (const runtime::RegionCheck& rc : rep->regions)
+    for (const runtime::RegionCheck& rc : rep->regions) {
       EXPECT_TRUE(rc.ok) << rc.region << " " << rc.entry << " " << rc.kind << ": " << rc.err << " "
                          << rc.note;
+      // The kernels round as the interpreter does (ggml's order, docs/cuda.md): bit for bit.
+      if (rc.kind != "attention" && !inexact_logits(rc)) {
+        EXPECT_EQ(rc.err, 0.0) << rc.region << " " << rc.kind << " " << rc.note;
+      }
+    }
     EXPECT_FALSE(rep->regions.empty());
     EXPECT_FALSE(rep->states.empty());  // the KV write was checked too
     EXPECT_TRUE(rep->ok()) << rep->summary();
