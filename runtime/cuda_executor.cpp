@@ -29,6 +29,12 @@ DeviceConstants::~DeviceConstants() {
   for (auto& [k, p] : by_key_) dev_.free(p);
 }
 
+int32_t count_tokens(std::span<const int32_t> pos) {
+  int32_t n = 0;
+  for (int32_t p : pos) n += p >= 0;
+  return n;
+}
+
 Result<DevPtr> DeviceConstants::table(const cuda::HostTable& t) {
   const std::string key = t.key();
   if (auto it = by_key_.find(key); it != by_key_.end()) return it->second;
@@ -41,9 +47,9 @@ Result<DevPtr> DeviceConstants::table(const cuda::HostTable& t) {
   } else {
     if (t.n_dims < 2 || t.positions < 1) return make_error("empty rope table ", key);
     const size_t row = size_t(t.n_dims / 2) * 2;
-    tab.resize(size_t(t.positions) * row);
-    for (int64_t pos = 0; pos < t.positions; ++pos)
-      rope_cos_sin(pos, t.n_dims, t.freq_base, t.freq_scale, tab.data() + size_t(pos) * row);
+    tab.resize(size_t(t.positions + 1) * row);
+    for (int64_t pos = -1; pos < t.positions; ++pos)
+      rope_cos_sin(pos, t.n_dims, t.freq_base, t.freq_scale, tab.data() + size_t(pos + 1) * row);
   }
   const uint64_t bytes = tab.size() * sizeof(float);
   KILN_ASSIGN_OR_RETURN(DevPtr p, dev_.alloc(bytes));
@@ -225,8 +231,9 @@ CudaExecutor::~CudaExecutor() {
     if (io.dev) dev_->free(io.dev);
     if (io.host) dev_->free_host(io.host);
   }
-  for (DevPtr p : {arena_, cells_, token_dev_, params_dev_})
+  for (DevPtr p : {arena_, cells_, token_dev_, params_dev_, ntok_dev_})
     if (p) dev_->free(p);
+  if (ntok_host_) dev_->free_host(ntok_host_);
   for (DevPtr p : scratches_) dev_->free(p);
   if (token_host_) dev_->free_host(token_host_);
   if (params_host_) dev_->free_host(params_host_);
@@ -361,6 +368,16 @@ Status CudaExecutor::bind(const CudaContext& cx, const ModuleImage* image) {
       kern.args.push_back(reinterpret_cast<void*>(cells_));
       kern.args.push_back(reinterpret_cast<void*>(params_dev_));
     }
+    if (ks.token_count) {
+      if (!ntok_dev_) {
+        KILN_ASSIGN_OR_RETURN(ntok_dev_, dev_->alloc(4));
+        KILN_ASSIGN_OR_RETURN(void* h, dev_->alloc_host(4));
+        ntok_host_ = static_cast<int32_t*>(h);
+        *ntok_host_ = 0;  // all rows until `pos` is set
+        ntok_dirty_ = true;
+      }
+      kern.args.push_back(reinterpret_cast<void*>(ntok_dev_));
+    }
     if (int(kern.args.size()) > cuda::kMaxArgs) return make_error("too many kernel arguments");
     KILN_RETURN_IF_ERROR(cx.constants->bind_tables(program_, ks, kern.args));
     kernels_.push_back(std::move(kern));
@@ -393,6 +410,10 @@ Status CudaExecutor::set_input(std::string_view name, std::span<const int32_t> v
                           values.size(), " i32 values");
       std::memcpy(io.host, values.data(), io.bytes);
       io.dirty = true;
+      if (name == "pos" && ntok_host_) {
+        *ntok_host_ = count_tokens(values);
+        ntok_dirty_ = true;
+      }
       return Status::Ok();
     }
   return make_error("graph ", spec_.name(), " has no input '", std::string(name), "'");
@@ -421,6 +442,10 @@ Status CudaExecutor::run() {
       KILN_RETURN_IF_ERROR(dev_->upload_async(io.dev, io.host, io.bytes));
       io.dirty = false;
     }
+  if (ntok_dirty_) {
+    KILN_RETURN_IF_ERROR(dev_->upload_async(ntok_dev_, ntok_host_, 4));
+    ntok_dirty_ = false;
+  }
   if (params_dirty_ && params_dev_) {
     KILN_RETURN_IF_ERROR(dev_->upload_async(params_dev_, params_host_, sizeof(cuda::SampleParams)));
     params_dirty_ = false;

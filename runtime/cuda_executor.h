@@ -36,6 +36,10 @@
 namespace kiln::runtime {
 
 // Weights and derived constants on the device, each uploaded once in the layout kernels want.
+// The real tokens of a run: its positions >= 0 (the rows of a prefill bucket that are not
+// padding), as the reference interpreter counts them.
+int32_t count_tokens(std::span<const int32_t> pos);
+
 class DeviceConstants {
  public:
   DeviceConstants(CudaDevice& dev, const WeightSource& weights, ConstantStore& constants)
@@ -192,6 +196,10 @@ class CudaExecutor : public GraphRunner {
   Kernel sample_, sample_fb_;
   std::vector<Io> inputs_, outputs_;
   DevPtr arena_ = 0, cells_ = 0, token_dev_ = 0, params_dev_ = 0;
+  // The run's real token count (KernelSpec::token_count), from the `pos` input.
+  DevPtr ntok_dev_ = 0;
+  int32_t* ntok_host_ = nullptr;
+  bool ntok_dirty_ = false;
   std::unordered_map<const ir::Value*, DevPtr> addr_;  // every bound value
   std::vector<DevPtr> scratches_;  // per kernel (attention partials and counters)
   int32_t* token_host_ = nullptr;

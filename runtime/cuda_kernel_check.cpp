@@ -93,6 +93,7 @@ Result<KernelCheckReport> check_kernels(CudaDevice& dev, const ir::Graph& g,
   StateStore states;
   KILN_ASSIGN_OR_RETURN(auto interp, Interpreter::create(g, weights, states));
   const int64_t vocab = vocab_of(g);
+  int32_t ntok = 0;  // the real tokens (KernelSpec::token_count)
   for (const auto& n : g.nodes()) {
     if (n->op != ir::Op::Input) continue;
     const std::string& name = n->attrs.s("name");
@@ -104,7 +105,10 @@ Result<KernelCheckReport> check_kernels(CudaDevice& dev, const ir::Graph& g,
         if (name == "tokens")
           v[i] = o.token >= 0 ? o.token
                               : int32_t(std::uniform_int_distribution<int64_t>(0, vocab - 1)(rng));
-        if (name == "pos") v[i] = int32_t(o.position + int64_t(i) % T);
+        if (name == "pos")
+          v[i] = o.real_tokens > 0 && int64_t(i) % T >= o.real_tokens
+                     ? -1
+                     : int32_t(o.position + int64_t(i) % T);
         if (name == "rows") v[i] = int32_t(T > 0 ? 0 : 0);
       }
       if (name == "rows") {
@@ -113,9 +117,11 @@ Result<KernelCheckReport> check_kernels(CudaDevice& dev, const ir::Graph& g,
         for (const auto& m : g.nodes())
           if (m->op == ir::Op::Input && m->attrs.s("name") == "tokens") tok = m->result();
         const int64_t TT = tok ? tok->type.dim(-1) : 1;
-        for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t((int64_t(i) + 1) * TT - 1);
+        const int64_t last = o.real_tokens > 0 && o.real_tokens < TT ? o.real_tokens : TT;
+        for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t(int64_t(i) * TT + last - 1);
       }
       KILN_RETURN_IF_ERROR(interp->set_input(name, std::span<const int32_t>(v)));
+      if (name == "pos") ntok = count_tokens(v);
     } else {
       KILN_RETURN_IF_ERROR(interp->set_input_bytes(name, random_bytes(t, rng, 1.0f)));
     }
@@ -251,6 +257,16 @@ Result<KernelCheckReport> check_kernels(CudaDevice& dev, const ir::Graph& g,
         args.push_back(reinterpret_cast<void*>(*q));
       } else {
         st = c.ok() ? q.status() : c.status();
+      }
+    }
+    if (st.ok() && ks.token_count) {
+      auto c = dev.alloc(4);
+      if (c.ok()) {
+        temps.push_back(*c);
+        args.push_back(reinterpret_cast<void*>(*c));
+        st = dev.upload(*c, &ntok, 4);
+      } else {
+        st = c.status();
       }
     }
     if (st.ok()) st = constants.bind_tables(prog, ks, args);

@@ -29,6 +29,9 @@ struct KernelCheckOptions {
   // this token (>= 0) instead of random ones, to replay one real decode step kernel by kernel.
   const std::map<std::string, std::vector<uint8_t>>* states = nullptr;
   int token = -1;
+  // > 0: only the first N tokens of each sequence are real, the rest of the bucket is padding
+  // (position -1), as a prompt shorter than its prefill bucket is.
+  int real_tokens = 0;
 };
 
 struct RegionCheck {

@@ -192,6 +192,7 @@ Result<Program> generate(const ir::Graph& g, const Options& o) {
       spec.scratch_bytes = first.scratch_bytes;
       spec.summary = first.summary;
       spec.host_tables = first.host_tables;
+      spec.token_count = first.token_count;
       p.kernels_by_region.push_back(spec);
       continue;
     }

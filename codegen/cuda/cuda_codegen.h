@@ -34,8 +34,9 @@ enum class KernelKind : uint8_t { kRows, kContraction, kAttention, kSample };
 
 // A table of f32 values made on the host by the code the reference interpreter runs and
 // uploaded once, for functions a GPU's libm rounds differently from the C library:
-//  - kRope: a rope's cos/sin (glibc's cosf/sinf of ggml's f32 angles), positions x n_dims/2
-//    pairs (cos, sin); positions outside it fall back to sincos in double;
+//  - kRope: a rope's cos/sin (glibc's cosf/sinf of ggml's f32 angles) for positions -1 (a
+//    padding row's) to positions - 1, n_dims/2 pairs (cos, sin) each; others fall back to sincos
+//    in double;
 //  - kGeluF16: ggml's f16 GELU (tanhf) of every f16 input, indexed by its bits (65536 values).
 // Table t of a module is the kernel argument KilnArgs::p[kMaxArgs - 1 - t].
 struct HostTable {
@@ -72,8 +73,12 @@ struct KernelSpec {
   int argmax_result = -1;            // the result whose rows it reduces
   std::string summary;               // one line for people ("q4_k 1024x640, M=1, 3 tiles ...")
   std::vector<int> host_tables;      // indices into Program::host_tables (argument slots)
+  // Takes the batch's real token count (an i32 cell: the positions >= 0 of the run's `pos`, 0 for
+  // all rows) after every other argument: ggml picks its K-quant kernels by that count.
+  bool token_count = false;
   int num_args() const {
-    return num_operands + num_results + (scratch_bytes ? 1 : 0) + (argmax ? 2 : 0);
+    return num_operands + num_results + (scratch_bytes ? 1 : 0) + (argmax ? 2 : 0) +
+           (token_count ? 1 : 0);
   }
 };
 

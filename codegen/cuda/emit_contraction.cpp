@@ -230,15 +230,17 @@ void emit_lane_products(Code& out, const Product& P, const std::vector<int64_t>&
 // interpreter's mul_mat_ggml_kquant): the integer parts of every unit are exact, so lanes may
 // compute and add them in any order; the float folds are then replayed in ggml's order by every
 // lane of the warp alike (the values of a round gathered with shuffles), so one lane's result is
-// the row's. ggml chooses by the batch's real token count, which a kernel does not know; it
-// uses the tile's rows (M), which is the count whenever a prefill bucket is full.
-//  - Q4_K: rows below M - M % 4 fold per pair of sub-blocks (gemm 4x8x8), the others once per
+// the row's. ggml chooses by the batch's real token count T (the rows of a prefill bucket that
+// are not padding): prefill kernels read it at run time (KernelSpec::token_count); decode's is 1.
+//  - Q4_K: rows below T - T % 4 fold per pair of sub-blocks (gemm 4x8x8), the others once per
 //    super-block (gemv): acc += sum * (d_w d_x), acc_min += mins * (dmin_w d_x), acc - acc_min.
-//  - Q6_K, M < 8: eight ggml lanes per super-block, each an exact integer, fused into its own
-//    f32 accumulator with d_x d_w, then hsum_float_8. M >= 8: the super-block's exact sum S,
+//  - Q6_K, T < 8: eight ggml lanes per super-block, each an exact integer, fused into its own
+//    f32 accumulator with d_x d_w, then hsum_float_8. T >= 8: the super-block's exact sum S,
 //    acc = fmaf(S * d_w, d_x, acc).
 void emit_kquant_products(Code& out, const Product& P, const std::vector<int64_t>& shifts,
                           int64_t tw, int64_t L, int64_t RW) {
+  // T: the real token count (ntok, set up by build_contraction when M > 1).
+  const std::string T = P.M > 1 ? "ntok" : "1";
   const bool q4 = P.wt == DType::Q4_K;
   const int64_t rows = int64_t(shifts.size()) * tw, units = P.units, nsb = P.K / 256;
   const int64_t per_sb = q4 ? 4 : 8;  // units per super-block
@@ -279,7 +281,7 @@ void emit_kquant_products(Code& out, const Product& P, const std::vector<int64_t
     out.line("int dot = 0, mins = 0;");
     out.line("if (have) kl_uparts_q4_k(w, xq + ml * K, xsum + ml * " + num(P.K / 32) +
              ", u, &dot, &mins);");
-    out.line("const bool gemm = m0 + ml < " + num(P.M - P.M % 4) + ";");
+    out.line("const bool gemm = m0 + ml < " + T + " - " + T + " % 4;");
     out.open("if (gemm)");  // fold per unit (pair of sub-blocks), in unit order
     out.open("for (int t = 0; t < 32 && u0 + t < " + num(units) + "; ++t)");
     out.line("const int s = kl_shfl_idx_i(dot, t), mn = kl_shfl_idx_i(mins, t);");
@@ -306,7 +308,8 @@ void emit_kquant_products(Code& out, const Product& P, const std::vector<int64_t
     out.line("int l0 = 0, l1 = 0, whole = 0;");
     out.line("if (have) kl_uparts_q6_k(w, xq + ml * K, u, &l0, &l1, &whole);");
     out.line("const u8* wrow = wr[r];");
-    if (P.M < 8) {
+    out.open("if (" + T + " < 8)");
+    {
       // ggml lane gl = lane & 7 of super-block sb0 + t is unit 8t + gl / 2 (first half) plus
       // unit 8t + 4 + gl / 2 (second half), minus 32 x the scaled sums of its two 16-groups.
       out.line("l0 += kl_shfl_xor_i(l0, 4);");
@@ -326,7 +329,10 @@ void emit_kquant_products(Code& out, const Product& P, const std::vector<int64_t
                num(3 * P.K / 4 + P.K / 16) + " + 2 * sb));");
       out.line("if (ok[r]) acc[r][ml] = fmaf(d, (float)v, acc[r][ml]);");
       out.close();
-    } else {
+    }
+    out.close();
+    out.open("else");
+    {
       out.line("whole += kl_shfl_xor_i(whole, 1);");
       out.line("whole += kl_shfl_xor_i(whole, 2);");
       out.line("whole += kl_shfl_xor_i(whole, 4);");
@@ -338,6 +344,7 @@ void emit_kquant_products(Code& out, const Product& P, const std::vector<int64_t
                " + sb], acc[r][ml]);");
       out.close();
     }
+    out.close();
   }
   out.close();
   out.close();
@@ -349,10 +356,8 @@ void emit_kquant_products(Code& out, const Product& P, const std::vector<int64_t
   out.open("for (int ml = 0; ml < MT; ++ml)");
   if (q4)
     out.line("const float s = acc[r][ml] - acc2[r][ml];");
-  else if (P.M < 8)
-    out.line("const float s = kl_hsum8(acc[r][ml]);");
-  else
-    out.line("const float s = acc[r][ml];");
+  else  // every lane holds the tiled sum; the vector lanes are reduced
+    out.line("const float s = " + T + " < 8 ? kl_hsum8(acc[r][ml]) : acc[r][ml];");
   out.line("if (lane == 0 && i < " + num(rows) + ") ys[(slot * MT + ml) * TW + j] = s;");
   out.close();
   out.close();
@@ -568,6 +573,14 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
     out.close();
   }
   out.line("kl_pdl_wait();");
+  if (kquant && P.M > 1) {
+    // ggml picks its K-quant kernels by the real token count: see emit_kquant_products.
+    spec.token_count = true;
+    const int at = spec.num_operands + spec.num_results + (spec.argmax ? 2 : 0);
+    out.line("const int ntok_run = *(const int*)args.p[" + num(at) + "];");
+    out.line("const int ntok = ntok_run > 0 && ntok_run < " + num(P.M) +
+             " ? ntok_run : " + num(P.M) + ";");
+  }
 
   // ---- 1. prologue ----
   KernelCtx pk = k;

@@ -494,9 +494,9 @@ Result<std::string> ElemEmitter::rope(const ir::Node& n, const Idx& idx) {
   const std::string tab = k_.table_arg(ht);
   const int64_t rows = k_.rope_positions;
   code_.line("float cs, sn;");
-  code_.open("if (" + p + " >= 0 && " + p + " < " + num(rows) + ")");
-  code_.line("const float* cst = " + tab + " + 2 * ((u64)" + p + " * " + num(half) + " + " + j +
-             ");");
+  code_.open("if (" + p + " >= -1 && " + p + " < " + num(rows) + ")");
+  code_.line("const float* cst = " + tab + " + 2 * ((u64)(" + p + " + 1) * " + num(half) + " + " +
+             j + ");");
   code_.line("cs = cst[0];");
   code_.line("sn = cst[1];");
   code_.close();

@@ -409,27 +409,6 @@ KL_DEV KlUK4 kl_load_q4_k(const u8* r, int K, int u) {
   w.sc[0] = kl_ld4(b + 4); w.sc[1] = kl_ld4(b + 8); w.sc[2] = kl_ld4(b + 12);
   return w;
 }
-KL_DEV float kl_udot_q4_k(const KlUK4& w, const i8* xq, const float* xd, const float* xs,
-                          const int* xsum, int u) {
-  const int c = u & 3, sb = u >> 2;
-  const int* a = (const int*)(xq + 256 * sb + 64 * c);
-  const u32 q[8] = {w.q0.x, w.q0.y, w.q0.z, w.q0.w, w.q1.x, w.q1.y, w.q1.z, w.q1.w};
-  int lo = 0, hi = 0;
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    lo = kl_dp4a((int)(q[i] & 0x0F0F0F0Fu), a[i], lo);
-    hi = kl_dp4a((int)((q[i] >> 4) & 0x0F0F0F0Fu), a[8 + i], hi);
-  }
-  u8 scb[12];
-#pragma unroll
-  for (int i = 0; i < 12; ++i) scb[i] = (u8)(w.sc[i >> 2] >> (8 * (i & 3)));
-  int sc0, m0, sc1, m1;
-  kl_k4_scale_min(scb, 2 * c, &sc0, &m0);
-  kl_k4_scale_min(scb, 2 * c + 1, &sc1, &m1);
-  const float d = kl_h2f((u16)(w.dm & 0xffff)), dmin = kl_h2f((u16)(w.dm >> 16));
-  const int* s = xsum + 8 * sb + 2 * c;
-  return xd[sb] * (d * (float)(sc0 * lo + sc1 * hi) - dmin * (float)(m0 * s[0] + m1 * s[1]));
-}
 // The integer parts of a Q4_K unit (sub-blocks 2c and 2c + 1 of super-block sb): the scaled
 // products of quants and activations, and the mins times the activations' sums. ggml's
 // repacked Q4_K kernels add these exactly in integers and round them once per fold.
@@ -493,27 +472,28 @@ KL_DEV void kl_uparts_q6_k(const KlUK6& w, const i8* xq, int u, int* lane0, int*
   *lane1 = l[1];
   *whole = all;
 }
-KL_DEV float kl_udot_q6_k(const KlUK6& w, const i8* xq, const float* xd, const float* xs,
-                          const int* xsum, int u) {
-  const int sb = u >> 3, h = (u >> 2) & 1, l0 = 8 * (u & 3);
-  const u32 qa[2] = {w.qa.x, w.qa.y}, qb[2] = {w.qb.x, w.qb.y}, qh[2] = {w.qh.x, w.qh.y};
-  int acc = 0;
+// ---- attention: ggml order ----
+// ggml_reduce16 (runtime/interp_ggml_math.h) of 16 values one thread holds: halves, quarters, then
+// pairs.
+KL_DEV float kl_reduce16_arr(const float* a) {
+  float t3[8], t6[4];
 #pragma unroll
-  for (int g = 0; g < 4; ++g) {
-    const int* a = (const int*)(xq + 256 * sb + 128 * h + 32 * g + l0);
-    int s = 0, t = 0;
+  for (int i = 0; i < 8; ++i) t3[i] = a[i + 8] + a[i];
 #pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const u32 ql = (g & 1) ? qb[k] : qa[k];
-      const u32 lo = (g < 2 ? ql : (ql >> 4)) & 0x0F0F0F0Fu;
-      const u32 q = lo | (((qh[k] >> (2 * g)) & 0x03030303u) << 4);
-      s = kl_dp4a((int)q, a[k], s);
-      t = kl_dp4a(0x01010101, a[k], t);
-    }
-    acc += w.sc[g] * (s - 32 * t);
-  }
-  return xd[sb] * w.d * (float)acc;
+  for (int i = 0; i < 4; ++i) t6[i] = t3[i + 4] + t3[i];
+  return (t6[0] + t6[2]) + (t6[1] + t6[3]);
 }
+// The end of ggml_vec_dot_f16 over its 4 x 16 accumulators (lane 16 j + l in a[16 j + l]):
+// acc0 += acc2, acc1 += acc3, acc0 += acc1, then ggml_reduce16 (in f32; the caller adds any
+// tail in f64).
+KL_DEV float kl_vec_dot_f16_lanes(const float* a) {
+  float s[16];
+#pragma unroll
+  for (int l = 0; l < 16; ++l) s[l] = (a[l] + a[32 + l]) + (a[16 + l] + a[48 + l]);
+  return kl_reduce16_arr(s);
+}
+// A load that bypasses the caches, to wait on a flag another block raises.
+KL_DEV u32 kl_ld_volatile(const u32* p) { return *(const volatile u32*)p; }
 )KL";
 
 }  // namespace
