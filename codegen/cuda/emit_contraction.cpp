@@ -123,7 +123,10 @@ void alignment(const ir::Value* v, const ir::Value* y, int64_t& a,
   if (!seen.insert(v).second || v == y || !v->def) return;
   const ir::Node& n = *v->def;
   if (n.has(ir::kReduction)) a = lcm(a, n.operand(0)->type.dim(-1));
-  if (n.op == ir::Op::Rope) a = lcm(a, n.operand(0)->type.dim(-1));
+  // A rope element reads its pair partner from the tile: the next/previous column in "normal"
+  // mode (pairs of 2), the other half of the head in "neox" mode.
+  if (n.op == ir::Op::Rope)
+    a = lcm(a, n.attrs.s("mode") == "neox" ? n.operand(0)->type.dim(-1) : 2);
   for (const ir::Value* o : n.operands)
     if (depends_on(o, y)) alignment(o, y, a, seen);
 }
