@@ -172,6 +172,51 @@ std::string shift_expr(const std::vector<int64_t>& shifts, const std::string& sl
   return e;
 }
 
+// The start of a product loop over a tile's weight rows: a warp takes `per` rows per step (RW
+// per lane group), row i of step rb being `row` (an expression of rb, r and the lane); wr[r] is
+// its packed weight row (row 0 when out of range: ok[r] false), and each accumulator in `accs`
+// starts at 0 for every activation row.
+void open_row_step(Code& out, const Product& P, const std::vector<int64_t>& shifts, int64_t tw,
+                   int64_t L, int64_t RW, int64_t per, const std::string& row,
+                   const std::vector<std::string>& accs) {
+  const int64_t rows = int64_t(shifts.size()) * tw;
+  out.open("for (int rb = warp * " + num(per) + "; rb < " + num(rows) +
+           "; rb += " + num(kWarps * per) + ")");
+  std::string decl, zero;
+  for (const std::string& a : accs) {
+    decl += (decl.empty() ? "" : ", ") + a + "[" + num(RW) + "][MT]";
+    zero += " " + a + "[r][ml] = 0.0f;";
+  }
+  out.line("float " + decl + ";");
+  out.line("const u8* wr[" + num(RW) + "];");
+  out.line("bool ok[" + num(RW) + "];");
+  out.line("#pragma unroll");
+  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
+  out.line("const int i = " + row + ", slot = i / TW, j = i % TW;");
+  out.line("ok[r] = i < " + num(rows) + " && e0 + j < " + num(L) + ";");
+  out.line("wr[r] = W + (u64)(ok[r] ? " + shift_expr(shifts, "slot") + " + e0 + j : 0) * " +
+           num(int64_t(P.row_bytes)) + "ull;");
+  out.line("#pragma unroll");
+  out.line("for (int ml = 0; ml < MT; ++ml) {" + zero + " }");
+  out.close();
+}
+
+// The end of a product loop: `value` (of acc[r][ml], ...; computed by every lane, as it may
+// shuffle) into the tile ys by the lanes where `writer` holds; closes the step loop.
+void close_row_step(Code& out, int64_t rows, int64_t RW, const std::string& row,
+                    const std::string& value, const std::string& writer) {
+  out.line("#pragma unroll");
+  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
+  out.line("const int i = " + row + ", slot = i / TW, j = i % TW;");
+  out.line("#pragma unroll");
+  out.open("for (int ml = 0; ml < MT; ++ml)");
+  out.line("const float s = " + value + ";");
+  out.line("if (" + writer + " && i < " + num(rows) + ") ys[(slot * MT + ml) * TW + j] = s;");
+  out.close();
+  out.close();
+  out.close();
+}
+
 // The products of one tile in ggml's lane order (ggml_lanes): lane group gg = lane / 8 of a warp
 // takes weight rows rb + 4r + gg, and lane gl = lane % 8 accumulates ggml's lane gl of each:
 // acc = fmaf(d_w * d_x, isum, acc) block after block, in order, then kl_hsum8 over the group; the
@@ -182,21 +227,9 @@ void emit_lane_products(Code& out, const Product& P, const std::vector<int64_t>&
   const bool min = !lt.m.empty();
   const int64_t rows = int64_t(shifts.size()) * tw, nb = P.K / 32;
   out.line("const int gl = lane & 7, gg = lane >> 3;");
-  out.open("for (int rb = warp * " + num(4 * RW) + "; rb < " + num(rows) +
-           "; rb += " + num(kWarps * 4 * RW) + ")");
-  out.line("float acc[" + num(RW) + "][MT]" + (min ? ", mac[" + num(RW) + "][MT]" : "") + ";");
-  out.line("const u8* wr[" + num(RW) + "];");
-  out.line("bool ok[" + num(RW) + "];");
-  out.line("#pragma unroll");
-  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
-  out.line("const int i = rb + 4 * r + gg, slot = i / TW, j = i % TW;");
-  out.line("ok[r] = i < " + num(rows) + " && e0 + j < " + num(L) + ";");
-  out.line("wr[r] = W + (u64)(ok[r] ? " + shift_expr(shifts, "slot") + " + e0 + j : 0) * " +
-           num(int64_t(P.row_bytes)) + "ull;");
-  out.line("#pragma unroll");
-  out.line(std::string("for (int ml = 0; ml < MT; ++ml) { acc[r][ml] = 0.0f;") +
-           (min ? " mac[r][ml] = 0.0f;" : "") + " }");
-  out.close();
+  const std::string row = "rb + 4 * r + gg";
+  open_row_step(out, P, shifts, tw, L, RW, 4 * RW, row,
+                min ? std::vector<std::string>{"acc", "mac"} : std::vector<std::string>{"acc"});
   out.line("#pragma unroll 4");
   out.open("for (int b = 0; b < " + num(nb) + "; ++b)");
   out.line("#pragma unroll");
@@ -217,16 +250,8 @@ void emit_lane_products(Code& out, const Product& P, const std::vector<int64_t>&
   out.close();
   out.close();
   out.close();
-  out.line("#pragma unroll");
-  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
-  out.line("const int i = rb + 4 * r + gg, slot = i / TW, j = i % TW;");
-  out.line("#pragma unroll");
-  out.open("for (int ml = 0; ml < MT; ++ml)");
-  out.line("const float s = kl_hsum8(acc[r][ml])" + std::string(min ? " + mac[r][ml]" : "") + ";");
-  out.line("if (gl == 0 && i < " + num(rows) + ") ys[(slot * MT + ml) * TW + j] = s;");
-  out.close();
-  out.close();
-  out.close();
+  close_row_step(out, rows, RW, row,
+                 "kl_hsum8(acc[r][ml])" + std::string(min ? " + mac[r][ml]" : ""), "gl == 0");
 }
 
 // Q4_K and Q6_K products in the order of the ggml kernel llama.cpp picks for them (the
@@ -247,20 +272,7 @@ void emit_kquant_products(Code& out, const Product& P, const std::vector<int64_t
   const bool q4 = P.wt == DType::Q4_K;
   const int64_t rows = int64_t(shifts.size()) * tw, units = P.units, nsb = P.K / 256;
   const int64_t per_sb = q4 ? 4 : 8;  // units per super-block
-  out.open("for (int rb = warp * " + num(RW) + "; rb < " + num(rows) +
-           "; rb += " + num(kWarps * RW) + ")");
-  out.line("float acc[" + num(RW) + "][MT], acc2[" + num(RW) + "][MT];");
-  out.line("const u8* wr[" + num(RW) + "];");
-  out.line("bool ok[" + num(RW) + "];");
-  out.line("#pragma unroll");
-  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
-  out.line("const int i = rb + r, slot = i / TW, j = i % TW;");
-  out.line("ok[r] = i < " + num(rows) + " && e0 + j < " + num(L) + ";");
-  out.line("wr[r] = W + (u64)(ok[r] ? " + shift_expr(shifts, "slot") + " + e0 + j : 0) * " +
-           num(int64_t(P.row_bytes)) + "ull;");
-  out.line("#pragma unroll");
-  out.line("for (int ml = 0; ml < MT; ++ml) { acc[r][ml] = 0.0f; acc2[r][ml] = 0.0f; }");
-  out.close();
+  open_row_step(out, P, shifts, tw, L, RW, RW, "rb + r", {"acc", "acc2"});
   out.open("for (int u0 = 0; u0 < " + num(units) + "; u0 += 32)");
   out.line("const int u = u0 + lane, sb0 = u0 / " + num(per_sb) + ";");
   out.line("#pragma unroll");
@@ -352,19 +364,10 @@ void emit_kquant_products(Code& out, const Product& P, const std::vector<int64_t
   out.close();
   out.close();
   out.close();
-  out.line("#pragma unroll");
-  out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
-  out.line("const int i = rb + r, slot = i / TW, j = i % TW;");
-  out.line("#pragma unroll");
-  out.open("for (int ml = 0; ml < MT; ++ml)");
-  if (q4)
-    out.line("const float s = acc[r][ml] - acc2[r][ml];");
-  else  // every lane holds the tiled sum; the vector lanes are reduced
-    out.line("const float s = " + T + " < 8 ? kl_hsum8(acc[r][ml]) : acc[r][ml];");
-  out.line("if (lane == 0 && i < " + num(rows) + ") ys[(slot * MT + ml) * TW + j] = s;");
-  out.close();
-  out.close();
-  out.close();
+  // Q6_K: every lane holds the tiled sum; the vector lanes are reduced.
+  close_row_step(out, rows, RW, "rb + r",
+                 q4 ? "acc[r][ml] - acc2[r][ml]" : T + " < 8 ? kl_hsum8(acc[r][ml]) : acc[r][ml]",
+                 "lane == 0");
 }
 }  // namespace
 
@@ -769,21 +772,8 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
     } else if (kquant) {
       emit_kquant_products(out, P, g.shifts, g.tw, g.L, RW);
     } else {
-      // Dot products: warp per RW weight rows.
-      out.open("for (int rb = warp * " + num(RW) + "; rb < " + num(rows) +
-               "; rb += " + num(kWarps * RW) + ")");
-      out.line("float acc[" + num(RW) + "][MT];");
-      out.line("const u8* wr[" + num(RW) + "];");
-      out.line("bool ok[" + num(RW) + "];");
-      out.line("#pragma unroll");
-      out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
-      out.line("const int i = rb + r, slot = i / TW, j = i % TW;");
-      out.line("ok[r] = i < " + num(rows) + " && e0 + j < " + num(g.L) + ";");
-      out.line("wr[r] = W + (u64)(ok[r] ? " + shift_expr(g.shifts, "slot") + " + e0 + j : 0) * " +
-               num(int64_t(P.row_bytes)) + "ull;");
-      out.line("#pragma unroll");
-      out.line("for (int ml = 0; ml < MT; ++ml) acc[r][ml] = 0.0f;");
-      out.close();
+      // Dot products: warp per RW weight rows, lanes over the units of a row.
+      open_row_step(out, P, g.shifts, g.tw, g.L, RW, RW, "rb + r", {"acc"});
       // The unit loop has a constant trip count: unrolled, the loads of every iteration are issued
       // before the first dot product needs its data.
       if ((P.units + 31) / 32 <= 4) out.line("#pragma unroll");
@@ -818,16 +808,7 @@ Status build_contraction(KernelCtx& k, const std::string& entry, KernelSpec& spe
       out.close();
       out.close();
       out.close();
-      out.line("#pragma unroll");
-      out.open("for (int r = 0; r < " + num(RW) + "; ++r)");
-      out.line("const int i = rb + r, slot = i / TW, j = i % TW;");
-      out.line("#pragma unroll");
-      out.open("for (int ml = 0; ml < MT; ++ml)");
-      out.line("const float s = kl_warp_sum(acc[r][ml]);");
-      out.line("if (lane == 0 && i < " + num(rows) + ") ys[(slot * MT + ml) * TW + j] = s;");
-      out.close();
-      out.close();
-      out.close();
+      close_row_step(out, rows, RW, "rb + r", "kl_warp_sum(acc[r][ml])", "lane == 0");
     }
     out.line("KL_SYNC();");
     // Epilogue stats over the tile, then the sinks.
