@@ -297,27 +297,27 @@ void emit_kquant_products(Code& out, const Product& P, const std::vector<int64_t
     out.line("if (have) kl_uparts_q4_k(w, xq + ml * K, xsum + ml * " + num(P.K / 32) +
              ", u, &dot, &mins);");
     out.line("const bool gemm = m0 + ml < " + T + " - " + T + " % 4;");
+    // One fold per step t: the integer sums of lane `src`, scaled by its super-block's d_x.
+    auto fold = [&](const std::string& steps, const std::string& src, const std::string& sb) {
+      out.open("for (int t = 0; " + steps + "; ++t)");
+      out.line("const int s = kl_shfl_idx_i(dot, " + src + "), mn = kl_shfl_idx_i(mins, " + src +
+               ");");
+      out.line("const float xdv = xd[ml * " + num(nsb) + " + " + sb + "];");
+      out.line("const float d = kl_shfl_idx(dw, " + src + ") * xdv, dm = kl_shfl_idx(dmw, " + src +
+               ") * xdv;");
+      out.line("acc[r][ml] = fmaf((float)s, d, acc[r][ml]);");
+      out.line("acc2[r][ml] = fmaf((float)mn, dm, acc2[r][ml]);");
+      out.close();
+    };
     out.open("if (gemm)");  // fold per unit (pair of sub-blocks), in unit order
-    out.open("for (int t = 0; t < 32 && u0 + t < " + num(units) + "; ++t)");
-    out.line("const int s = kl_shfl_idx_i(dot, t), mn = kl_shfl_idx_i(mins, t);");
-    out.line("const float xdv = xd[ml * " + num(nsb) + " + (u0 + t) / 4];");
-    out.line("const float d = kl_shfl_idx(dw, t) * xdv, dm = kl_shfl_idx(dmw, t) * xdv;");
-    out.line("acc[r][ml] = fmaf((float)s, d, acc[r][ml]);");
-    out.line("acc2[r][ml] = fmaf((float)mn, dm, acc2[r][ml]);");
-    out.close();
+    fold("t < 32 && u0 + t < " + num(units), "t", "(u0 + t) / 4");
     out.close();
     out.open("else");  // fold per super-block
     out.line("dot += kl_shfl_xor_i(dot, 1);");
     out.line("dot += kl_shfl_xor_i(dot, 2);");
     out.line("mins += kl_shfl_xor_i(mins, 1);");
     out.line("mins += kl_shfl_xor_i(mins, 2);");
-    out.open("for (int t = 0; t < 8 && sb0 + t < " + num(nsb) + "; ++t)");
-    out.line("const int s = kl_shfl_idx_i(dot, 4 * t), mn = kl_shfl_idx_i(mins, 4 * t);");
-    out.line("const float xdv = xd[ml * " + num(nsb) + " + sb0 + t];");
-    out.line("const float d = kl_shfl_idx(dw, 4 * t) * xdv, dm = kl_shfl_idx(dmw, 4 * t) * xdv;");
-    out.line("acc[r][ml] = fmaf((float)s, d, acc[r][ml]);");
-    out.line("acc2[r][ml] = fmaf((float)mn, dm, acc2[r][ml]);");
-    out.close();
+    fold("t < 8 && sb0 + t < " + num(nsb), "4 * t", "sb0 + t");
     out.close();
   } else {
     out.line("int l0 = 0, l1 = 0, whole = 0;");
