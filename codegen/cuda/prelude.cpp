@@ -30,8 +30,6 @@ KL_DEV float kl_shfl_idx(float v, int src) { return __shfl_sync(0xffffffffu, v, 
 KL_DEV double kl_shfl_xor_d(double v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
 KL_DEV int kl_shfl_idx_i(int v, int src) { return __shfl_sync(0xffffffffu, v, src); }
 KL_DEV int kl_rint(float x) { return __float2int_rn(x); }
-KL_DEV float kl_mul(float a, float b) { return __fmul_rn(a, b); }
-KL_DEV float kl_add(float a, float b) { return __fadd_rn(a, b); }
 KL_DEV float kl_ldcg(const float* p) { return __ldcg(p); }
 KL_DEV uint4 kl_ld16(const void* p) { return *(const uint4*)p; }
 KL_DEV uint2 kl_ld8(const void* p) { return *(const uint2*)p; }
@@ -140,8 +138,6 @@ KL_DEV double kl_shfl_xor_d(double v, int m) {
   return v;
 }
 KL_DEV int kl_rint(float x) { return (int)nearbyintf(x); }
-KL_DEV float kl_mul(float a, float b) { return a * b; }
-KL_DEV float kl_add(float a, float b) { return a + b; }
 KL_DEV float kl_ldcg(const float* p) { return *p; }
 KL_DEV uint4 kl_ld16(const void* p) { uint4 v; memcpy(&v, p, 16); return v; }
 KL_DEV uint2 kl_ld8(const void* p) { uint2 v; memcpy(&v, p, 8); return v; }
@@ -447,7 +443,7 @@ KL_DEV KlUK6 kl_load_q6_k(const u8* r, int K, int u) {
   w.d = kl_h2f(kl_ld2(r + 3 * K / 4 + K / 16 + 2 * sb));
   return w;
 }
-// The integer parts of a Q6_K unit: `lanes` gets, for ggml's vector lanes 2(u & 3) and
+// The integer parts of a Q6_K unit: lane0 and lane1 get, for ggml's vector lanes 2(u & 3) and
 // 2(u & 3) + 1 (elements 4L..4L+3 of every run of 32), the scaled products with the unsigned
 // 6-bit quants; `whole` the unit's exact sum with the quants' offset of 32 taken out.
 KL_DEV void kl_uparts_q6_k(const KlUK6& w, const i8* xq, int u, int* lane0, int* lane1,
