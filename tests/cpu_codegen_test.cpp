@@ -560,13 +560,10 @@ TEST(CpuCodegen, AttentionRoundsAsGgml) {
   }
 }
 
-// The microkernel path against a reference that quantizes activations exactly as it does
-// (mk::kernels(type, scalar): ggml's x86 rounding, then the scalar product): tight.
-TEST(CpuCodegen, MicrokernelPathMatchesQuantizedReference) {
-  REQUIRE_LLVM();
-  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
-    const int64_t K = dtype_info(t).block_elems == 256 ? 512 : 160, M = 3, N = 75;
-    const std::string g = fill(R"(graph t {
+// One region holding a bare product y = x w^T of a (M x K) input and an (N x K) weight of type t,
+// its activations quantized as the microkernels of t quantize them.
+std::string bare_product(DType t, int64_t M, int64_t N, int64_t K) {
+  return fill(R"(graph t {
   %x = input {name="x"} : f32[{M}, {K}]
   %w = weight {name="w"} : {T}[{N}, {K}]
   %r = region %x, %w {name="mm"} : f32[{M}, {N}] {
@@ -577,11 +574,20 @@ TEST(CpuCodegen, MicrokernelPathMatchesQuantizedReference) {
   }
   output %r {name="y"}
 })",
-                               {{"M", str(M)},
-                                {"N", str(N)},
-                                {"K", str(K)},
-                                {"T", std::string(dtype_name(t))},
-                                {"A", std::string(dtype_name(mk::act_type(t)))}});
+              {{"M", str(M)},
+               {"N", str(N)},
+               {"K", str(K)},
+               {"T", std::string(dtype_name(t))},
+               {"A", std::string(dtype_name(mk::act_type(t)))}});
+}
+
+// The microkernel path against a reference that quantizes activations exactly as it does
+// (mk::kernels(type, scalar): ggml's x86 rounding, then the scalar product): tight.
+TEST(CpuCodegen, MicrokernelPathMatchesQuantizedReference) {
+  REQUIRE_LLVM();
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t K = dtype_info(t).block_elems == 256 ? 512 : 160, M = 3, N = 75;
+    const std::string g = bare_product(t, M, N, K);
     auto tg = parse_graph(g);
     ASSERT_TRUE(tg.graph);
     for (bool packed : {false, true}) {
@@ -678,22 +684,7 @@ TEST(CpuCodegen, PackedProductStoredWithoutEpilogue) {
   for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     for (int64_t N : {40, 48, 80, 96}) {
       const bool kq = dtype_info(t).block_elems == 256;
-      const std::string g = fill(R"(graph t {
-  %x = input {name="x"} : f32[{M}, {K}]
-  %w = weight {name="w"} : {T}[{N}, {K}]
-  %r = region %x, %w {name="mm"} : f32[{M}, {N}] {
-    %a0 = arg {index=0} : f32[{M}, {K}]
-    %a1 = arg {index=1} : {T}[{N}, {K}]
-    %y = mul_mat %a0, %a1 {act={A}} : f32[{M}, {N}]
-    yield %y
-  }
-  output %r {name="y"}
-})",
-                                 {{"M", "2"},
-                                  {"N", str(N)},
-                                  {"K", kq ? "256" : "96"},
-                                  {"T", std::string(dtype_name(t))},
-                                  {"A", std::string(dtype_name(mk::act_type(t)))}});
+      const std::string g = bare_product(t, 2, N, kq ? 256 : 96);
       SCOPED_TRACE(std::string(dtype_name(t)) + " N=" + str(N));
       CheckOptions o;
       o.quant_tol = 1e-4;  // the interpreter rounds activations the same way
