@@ -491,10 +491,11 @@ Result<std::string> ElemEmitter::rope(const ir::Node& n, const Idx& idx) {
   ht.freq_base = n.attrs.f("freq_base");
   ht.freq_scale = n.attrs.f("freq_scale");
   ht.positions = k_.rope_positions;
-  const std::string tab = k_.table_arg(ht);
+  // A graph without a KV cache has no table (rope_positions 0): sincos in double throughout.
   const int64_t rows = k_.rope_positions;
+  const std::string tab = rows > 0 ? k_.table_arg(ht) : "((const float*)0)";
   code_.line("float cs, sn;");
-  code_.open("if (" + p + " >= -1 && " + p + " < " + num(rows) + ")");
+  code_.open("if (" + num(rows) + " > 0 && " + p + " >= -1 && " + p + " < " + num(rows) + ")");
   code_.line("const float* cst = " + tab + " + 2 * ((u64)(" + p + " + 1) * " + num(half) + " + " +
              j + ");");
   code_.line("cs = cst[0];");
