@@ -51,17 +51,7 @@ Result<DevPtr> DeviceConstants::table(const cuda::HostTable& t) {
     for (int64_t pos = -1; pos < t.positions; ++pos)
       rope_cos_sin(pos, t.n_dims, t.freq_base, t.freq_scale, tab.data() + size_t(pos + 1) * row);
   }
-  const uint64_t bytes = tab.size() * sizeof(float);
-  KILN_ASSIGN_OR_RETURN(DevPtr p, dev_.alloc(bytes));
-  Status st = dev_.upload(p, tab.data(), bytes);
-  if (!st.ok()) {
-    dev_.free(p);
-    return st.error();
-  }
-  by_key_[key] = p;
-  bytes_ += bytes;
-  seconds_ += seconds_since(t0);
-  return p;
+  return store(key, {reinterpret_cast<const uint8_t*>(tab.data()), tab.size() * sizeof(float)}, t0);
 }
 
 Status DeviceConstants::bind_tables(const cuda::Program& p, const cuda::KernelSpec& ks,
@@ -97,6 +87,11 @@ Result<DevPtr> DeviceConstants::get(const ir::Value& v, cuda::ArgLayout layout) 
     repacked = std::move(*r);
     bytes = repacked;
   }
+  return store(key, bytes, t0);
+}
+
+Result<DevPtr> DeviceConstants::store(const std::string& key, std::span<const uint8_t> bytes,
+                                      std::chrono::steady_clock::time_point t0) {
   KILN_ASSIGN_OR_RETURN(DevPtr p, dev_.alloc(bytes.size()));
   Status st = dev_.upload(p, bytes.data(), bytes.size());
   if (!st.ok()) {

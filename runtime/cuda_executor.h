@@ -14,6 +14,7 @@
 // so nothing in it changes per token.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -55,6 +56,10 @@ class DeviceConstants {
   double upload_seconds() const { return seconds_; }
 
  private:
+  // Uploads `bytes` under `key` and counts them and the time since `t0`.
+  Result<DevPtr> store(const std::string& key, std::span<const uint8_t> bytes,
+                       std::chrono::steady_clock::time_point t0);
+
   CudaDevice& dev_;
   const WeightSource& weights_;
   ConstantStore& constants_;
