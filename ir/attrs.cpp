@@ -45,7 +45,7 @@ const std::vector<int64_t>& Attrs::ints(std::string_view name) const {
   const AttrValue* v = find(name);
   assert(v && std::holds_alternative<std::vector<int64_t>>(*v));
   return v && std::holds_alternative<std::vector<int64_t>>(*v) ? std::get<std::vector<int64_t>>(*v)
-                                                                : empty;
+                                                               : empty;
 }
 
 DType Attrs::dtype(std::string_view name) const {
@@ -56,21 +56,31 @@ DType Attrs::dtype(std::string_view name) const {
 
 AttrKind kind_of(const AttrValue& v) {
   switch (v.index()) {
-    case 0: return AttrKind::Int;
-    case 1: return AttrKind::Float;
-    case 2: return AttrKind::String;
-    case 3: return AttrKind::Ints;
-    default: return AttrKind::DType;
+    case 0:
+      return AttrKind::Int;
+    case 1:
+      return AttrKind::Float;
+    case 2:
+      return AttrKind::String;
+    case 3:
+      return AttrKind::Ints;
+    default:
+      return AttrKind::DType;
   }
 }
 
 std::string_view attr_kind_name(AttrKind k) {
   switch (k) {
-    case AttrKind::Int: return "int";
-    case AttrKind::Float: return "float";
-    case AttrKind::String: return "string";
-    case AttrKind::Ints: return "int list";
-    case AttrKind::DType: return "dtype";
+    case AttrKind::Int:
+      return "int";
+    case AttrKind::Float:
+      return "float";
+    case AttrKind::String:
+      return "string";
+    case AttrKind::Ints:
+      return "int list";
+    case AttrKind::DType:
+      return "dtype";
   }
   return "?";
 }
@@ -104,16 +114,20 @@ static std::string quote(const std::string& s) {
 
 std::string attr_value_str(const AttrValue& v) {
   switch (kind_of(v)) {
-    case AttrKind::Int: return std::to_string(std::get<int64_t>(v));
-    case AttrKind::Float: return float_str(std::get<double>(v));
-    case AttrKind::String: return quote(std::get<std::string>(v));
+    case AttrKind::Int:
+      return std::to_string(std::get<int64_t>(v));
+    case AttrKind::Float:
+      return float_str(std::get<double>(v));
+    case AttrKind::String:
+      return quote(std::get<std::string>(v));
     case AttrKind::Ints: {
       std::string s = "[";
       const auto& l = std::get<std::vector<int64_t>>(v);
       for (size_t i = 0; i < l.size(); ++i) s += (i ? ", " : "") + std::to_string(l[i]);
       return s + "]";
     }
-    case AttrKind::DType: return std::string(dtype_name(std::get<DType>(v)));
+    case AttrKind::DType:
+      return std::string(dtype_name(std::get<DType>(v)));
   }
   return "";
 }
@@ -134,13 +148,15 @@ Result<AttrValue> parse_attr_literal(AttrKind kind, std::string_view t) {
         return make_error("expected a number, found '", t, "'");
       return AttrValue(x);
     }
-    case AttrKind::String: return AttrValue(std::string(t));
+    case AttrKind::String:
+      return AttrValue(std::string(t));
     case AttrKind::DType: {
       auto d = dtype_from_name(t);
       if (!d) return make_error("unknown dtype '", t, "'");
       return AttrValue(*d);
     }
-    case AttrKind::Ints: return make_error("int list literals are parsed by the IR parser");
+    case AttrKind::Ints:
+      return make_error("int list literals are parsed by the IR parser");
   }
   return make_error("bad attribute kind");
 }

@@ -9,9 +9,11 @@ void Builder::fail(Error e) {
   if (status_.ok()) status_ = Status(std::move(e));
 }
 
-Node* Builder::add(Op op, std::vector<Value*> operands, Attrs attrs, std::vector<TensorType> types) {
-  auto n = before_ ? g_.insert_node(before_, op, std::move(operands), std::move(attrs), std::move(types))
-                   : g_.add_node(op, std::move(operands), std::move(attrs), std::move(types));
+Node* Builder::add(Op op, std::vector<Value*> operands, Attrs attrs,
+                   std::vector<TensorType> types) {
+  auto n =
+      before_ ? g_.insert_node(before_, op, std::move(operands), std::move(attrs), std::move(types))
+              : g_.add_node(op, std::move(operands), std::move(attrs), std::move(types));
   if (!n.ok()) {
     fail(n.error().wrap("graph " + g_.name()));
     return nullptr;

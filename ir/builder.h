@@ -46,14 +46,17 @@ class Builder {
   Value* div(Value* a, Value* b) { return op(Op::Div, {a, b}); }
   Value* scale(Value* x, double s) { return op(Op::Scale, {x}, {{"scale", s}}); }
   Value* silu(Value* x) { return op(Op::Silu, {x}); }
-  Value* gelu(Value* x, const std::string& approx = "tanh") { return op(Op::Gelu, {x}, {{"approx", approx}}); }
+  Value* gelu(Value* x, const std::string& approx = "tanh") {
+    return op(Op::Gelu, {x}, {{"approx", approx}});
+  }
   Value* tanh(Value* x) { return op(Op::Tanh, {x}); }
   Value* exp(Value* x) { return op(Op::Exp, {x}); }
   Value* cast(Value* x, DType to) { return op(Op::Cast, {x}, {{"to", to}}); }
   Value* rope(Value* x, Value* pos, const std::string& mode, int64_t n_dims, double base,
               double freq_scale = 1.0) {
-    return op(Op::Rope, {x, pos},
-              {{"mode", mode}, {"n_dims", n_dims}, {"freq_base", base}, {"freq_scale", freq_scale}});
+    return op(
+        Op::Rope, {x, pos},
+        {{"mode", mode}, {"n_dims", n_dims}, {"freq_base", base}, {"freq_scale", freq_scale}});
   }
   Value* rms_norm(Value* x, double eps) { return op(Op::RmsNorm, {x}, {{"eps", eps}}); }
   Value* norm(Value* x, double eps) { return op(Op::Norm, {x}, {{"eps", eps}}); }
@@ -63,12 +66,18 @@ class Builder {
   Value* view(Value* x, int64_t offset, Shape s) {
     return op(Op::View, {x}, {{"offset", offset}, {"shape", std::move(s)}});
   }
-  Value* permute(Value* x, std::vector<int64_t> perm) { return op(Op::Permute, {x}, {{"perm", std::move(perm)}}); }
+  Value* permute(Value* x, std::vector<int64_t> perm) {
+    return op(Op::Permute, {x}, {{"perm", std::move(perm)}});
+  }
   Value* slice(Value* x, int64_t axis, int64_t start, int64_t size) {
     return op(Op::Slice, {x}, {{"axis", axis}, {"start", start}, {"size", size}});
   }
-  Value* concat(std::vector<Value*> xs, int64_t axis) { return op(Op::Concat, std::move(xs), {{"axis", axis}}); }
-  Value* kv_write(Value* cache, Value* x, Value* pos, Value* seq) { return op(Op::KvWrite, {cache, x, pos, seq}); }
+  Value* concat(std::vector<Value*> xs, int64_t axis) {
+    return op(Op::Concat, std::move(xs), {{"axis", axis}});
+  }
+  Value* kv_write(Value* cache, Value* x, Value* pos, Value* seq) {
+    return op(Op::KvWrite, {cache, x, pos, seq});
+  }
   Value* attn_mask(Value* pos, int64_t ctx, int64_t window) {
     return op(Op::AttnMask, {pos}, {{"ctx", ctx}, {"window", window}});
   }

@@ -19,7 +19,9 @@ const DTypeInfo& dtype_info(DType t) {
   return kInfos[0];  // unreachable for valid enum values
 }
 
-std::string_view dtype_name(DType t) { return dtype_info(t).name; }
+std::string_view dtype_name(DType t) {
+  return dtype_info(t).name;
+}
 
 std::optional<DType> dtype_from_name(std::string_view name) {
   for (const DTypeInfo& i : kInfos)

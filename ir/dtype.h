@@ -17,10 +17,10 @@ enum class DType : uint16_t {
 
 struct DTypeInfo {
   DType dtype;
-  std::string_view name;   // "q4_k"
-  uint32_t ggml_id;        // ggml_type value (1000 for IR-only types)
-  uint32_t block_elems;    // elements per block (1 for plain types)
-  uint32_t block_bytes;    // bytes per block
+  std::string_view name;  // "q4_k"
+  uint32_t ggml_id;       // ggml_type value (1000 for IR-only types)
+  uint32_t block_elems;   // elements per block (1 for plain types)
+  uint32_t block_bytes;   // bytes per block
   bool quantized;
 };
 
@@ -29,7 +29,9 @@ std::string_view dtype_name(DType t);
 std::optional<DType> dtype_from_name(std::string_view name);
 std::optional<DType> dtype_from_ggml(uint32_t ggml_id);
 
-inline bool is_quantized(DType t) { return dtype_info(t).quantized; }
+inline bool is_quantized(DType t) {
+  return dtype_info(t).quantized;
+}
 inline bool is_float(DType t) {
   return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::F64;
 }

@@ -29,17 +29,18 @@ Result<std::unique_ptr<Node>> Graph::make_node(Op op, std::vector<Value*> operan
 
 Result<Node*> Graph::add_node(Op op, std::vector<Value*> operands, Attrs attrs,
                               std::vector<TensorType> result_types) {
-  KILN_ASSIGN_OR_RETURN(auto n, make_node(op, std::move(operands), std::move(attrs),
-                                          std::move(result_types)));
+  KILN_ASSIGN_OR_RETURN(
+      auto n, make_node(op, std::move(operands), std::move(attrs), std::move(result_types)));
   nodes_.push_back(std::move(n));
   return nodes_.back().get();
 }
 
 Result<Node*> Graph::insert_node(Node* pos, Op op, std::vector<Value*> operands, Attrs attrs,
                                  std::vector<TensorType> result_types) {
-  KILN_ASSIGN_OR_RETURN(auto n, make_node(op, std::move(operands), std::move(attrs),
-                                          std::move(result_types)));
-  auto it = std::find_if(nodes_.begin(), nodes_.end(), [&](const auto& p) { return p.get() == pos; });
+  KILN_ASSIGN_OR_RETURN(
+      auto n, make_node(op, std::move(operands), std::move(attrs), std::move(result_types)));
+  auto it =
+      std::find_if(nodes_.begin(), nodes_.end(), [&](const auto& p) { return p.get() == pos; });
   Node* raw = n.get();
   nodes_.insert(it, std::move(n));
   return raw;
@@ -103,9 +104,9 @@ void Graph::erase(Node* n) {
   for (Value* r : n->results)
     if (!r->name.empty()) by_name_.erase(r->name);
   std::unordered_set<const Value*> dead(n->results.begin(), n->results.end());
-  nodes_.erase(std::remove_if(nodes_.begin(), nodes_.end(),
-                              [&](const auto& p) { return p.get() == n; }),
-               nodes_.end());
+  nodes_.erase(
+      std::remove_if(nodes_.begin(), nodes_.end(), [&](const auto& p) { return p.get() == n; }),
+      nodes_.end());
   values_.erase(std::remove_if(values_.begin(), values_.end(),
                                [&](const auto& v) { return dead.count(v.get()) > 0; }),
                 values_.end());
@@ -124,7 +125,8 @@ Status Graph::topo_sort() {
   std::vector<std::unique_ptr<Node>> rest = std::move(nodes_);
   nodes_.clear();
   while (!rest.empty()) {
-    auto it = std::find_if(rest.begin(), rest.end(), [&](const auto& n) { return pending[n.get()] == 0; });
+    auto it = std::find_if(rest.begin(), rest.end(),
+                           [&](const auto& n) { return pending[n.get()] == 0; });
     if (it == rest.end()) {
       nodes_ = std::move(out);
       for (auto& r : rest) nodes_.push_back(std::move(r));

@@ -22,11 +22,11 @@ class Graph;
 
 class Value {
  public:
-  int id = 0;          // unique within its graph
-  std::string name;    // optional readable name ("blk0.q"); unique within its graph when set
+  int id = 0;        // unique within its graph
+  std::string name;  // optional readable name ("blk0.q"); unique within its graph when set
   TensorType type;
   Node* def = nullptr;
-  int index = 0;       // which result of def
+  int index = 0;  // which result of def
 };
 
 class Node {

@@ -45,9 +45,15 @@ const std::vector<OpInfo>& table() {
 
 }  // namespace
 
-const OpInfo& op_info(Op op) { return table()[size_t(op)]; }
-std::string_view op_name(Op op) { return op_info(op).name; }
-int num_ops() { return int(table().size()); }
+const OpInfo& op_info(Op op) {
+  return table()[size_t(op)];
+}
+std::string_view op_name(Op op) {
+  return op_info(op).name;
+}
+int num_ops() {
+  return int(table().size());
+}
 
 std::optional<Op> op_from_name(std::string_view name) {
   for (const OpInfo& i : table())

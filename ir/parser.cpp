@@ -135,8 +135,10 @@ class Lexer {
     size_t start = p_;
     while (p_ < s_.size()) {
       char c = s_[p_];
-      if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-') advance();
-      else break;
+      if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')
+        advance();
+      else
+        break;
     }
     return std::string(s_.substr(start, p_ - start));
   }
@@ -182,7 +184,8 @@ class Parser {
     return advance();
   }
   Status expect_ident(const char* w) {
-    if (tok_.kind != Tok::Ident || tok_.text != w) return error(std::string("expected '") + w + "'" + found());
+    if (tok_.kind != Tok::Ident || tok_.text != w)
+      return error(std::string("expected '") + w + "'" + found());
     return advance();
   }
   std::string found() const {
@@ -221,7 +224,8 @@ class Parser {
     std::vector<Value*> operands;
     while (tok_.kind == Tok::Value) {
       auto it = scope.find(tok_.text);
-      if (it == scope.end()) return error("value %" + tok_.text + " is not defined before this use");
+      if (it == scope.end())
+        return error("value %" + tok_.text + " is not defined before this use");
       operands.push_back(it->second);
       KILN_RETURN_IF_ERROR(advance());
       if (!is_punct(",")) break;
@@ -265,7 +269,8 @@ class Parser {
       n->body = std::move(body);
     }
     auto inferred = infer_types(*n);
-    if (!inferred.ok()) return make_error("line ", line, ", column ", col, ": ", inferred.message());
+    if (!inferred.ok())
+      return make_error("line ", line, ", column ", col, ": ", inferred.message());
     if (!n->has(kSource)) {
       if (inferred->size() != n->results.size())
         return make_error("line ", line, ", column ", col, ": ", n->info().name, " has ",
@@ -281,7 +286,8 @@ class Parser {
     for (size_t i = 0; i < result_names.size(); ++i) {
       const Token& rn = result_names[i];
       if (scope.count(rn.text))
-        return make_error("line ", rn.line, ", column ", rn.col, ": value %", rn.text, " defined twice");
+        return make_error("line ", rn.line, ", column ", rn.col, ": value %", rn.text,
+                          " defined twice");
       bool numeric = rn.text.find_first_not_of("0123456789") == std::string::npos;
       if (!numeric) g.set_value_name(n->results[i], rn.text);
       scope[rn.text] = n->results[i];
@@ -300,21 +306,27 @@ class Parser {
       KILN_RETURN_IF_ERROR(parse_literal(v));
       if (attrs.find(name)) return error("attribute '" + name + "' given twice");
       attrs.set(name, std::move(v));
-      if (is_punct(",")) KILN_RETURN_IF_ERROR(advance());
-      else if (!is_punct("}")) return error("expected ',' or '}'" + found());
+      if (is_punct(","))
+        KILN_RETURN_IF_ERROR(advance());
+      else if (!is_punct("}"))
+        return error("expected ',' or '}'" + found());
     }
     return advance();
   }
 
   Status parse_literal(AttrValue& v) {
     switch (tok_.kind) {
-      case Tok::Int: case Tok::Float: {
-        auto r = parse_attr_literal(tok_.kind == Tok::Int ? AttrKind::Int : AttrKind::Float, tok_.text);
+      case Tok::Int:
+      case Tok::Float: {
+        auto r =
+            parse_attr_literal(tok_.kind == Tok::Int ? AttrKind::Int : AttrKind::Float, tok_.text);
         if (!r.ok()) return error(r.message());
         v = *r;
         return advance();
       }
-      case Tok::String: v = tok_.text; return advance();
+      case Tok::String:
+        v = tok_.text;
+        return advance();
       case Tok::Ident: {
         auto d = dtype_from_name(tok_.text);
         if (!d) return error("unknown dtype '" + tok_.text + "'");
@@ -329,7 +341,8 @@ class Parser {
           return Status::Ok();
         }
         [[fallthrough]];
-      default: return error("expected an attribute value" + found());
+      default:
+        return error("expected an attribute value" + found());
     }
   }
 
@@ -344,8 +357,10 @@ class Parser {
       if (out.size() >= kMaxRank * 8) return error("list too long");
       out.push_back(x);
       KILN_RETURN_IF_ERROR(advance());
-      if (is_punct(",")) KILN_RETURN_IF_ERROR(advance());
-      else if (!is_punct("]")) return error("expected ',' or ']'" + found());
+      if (is_punct(","))
+        KILN_RETURN_IF_ERROR(advance());
+      else if (!is_punct("]"))
+        return error("expected ',' or ']'" + found());
     }
     return advance();
   }
@@ -368,6 +383,8 @@ class Parser {
   Token tok_;
 };
 
-Result<std::unique_ptr<Graph>> parse(std::string_view text) { return Parser(text).run(); }
+Result<std::unique_ptr<Graph>> parse(std::string_view text) {
+  return Parser(text).run();
+}
 
 }  // namespace kiln::ir

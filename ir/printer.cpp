@@ -42,7 +42,8 @@ class Printer {
     }
     if (!n.results.empty()) {
       s += " :";
-      for (size_t i = 0; i < n.results.size(); ++i) s += (i ? ", " : " ") + n.results[i]->type.str();
+      for (size_t i = 0; i < n.results.size(); ++i)
+        s += (i ? ", " : " ") + n.results[i]->type.str();
     }
     return s;
   }
@@ -62,18 +63,25 @@ class Printer {
 std::string json_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\', o += c;
-    else if (static_cast<unsigned char>(c) < 0x20) o += ' ';
-    else o += c;
+    if (c == '"' || c == '\\')
+      o += '\\', o += c;
+    else if (static_cast<unsigned char>(c) < 0x20)
+      o += ' ';
+    else
+      o += c;
   }
   return o;
 }
 
 }  // namespace
 
-std::string print(const Graph& g) { return Printer().graph(g, 0); }
+std::string print(const Graph& g) {
+  return Printer().graph(g, 0);
+}
 
-std::string print_node(const Node& n) { return Printer().line(n); }
+std::string print_node(const Node& n) {
+  return Printer().line(n);
+}
 
 std::string print_dot(const Graph& g) {
   Printer p;

@@ -61,16 +61,22 @@ class [[nodiscard]] Result {
   std::variant<T, Error> v_;
 };
 
-inline std::string to_piece(const std::string& s) { return s; }
-inline std::string to_piece(std::string_view s) { return std::string(s); }
-inline std::string to_piece(const char* s) { return s; }
-inline std::string to_piece(char c) { return std::string(1, c); }
+inline std::string to_piece(const std::string& s) {
+  return s;
+}
+inline std::string to_piece(std::string_view s) {
+  return std::string(s);
+}
+inline std::string to_piece(const char* s) {
+  return s;
+}
+inline std::string to_piece(char c) {
+  return std::string(1, c);
+}
 template <typename T>
-  requires std::is_arithmetic_v<T>
-std::string to_piece(T v) {
+requires std::is_arithmetic_v<T> std::string to_piece(T v) {
   return std::to_string(v);
 }
-
 
 // Builds an error message from pieces: make_error("key ", k, ": expected u32").
 template <typename... Args>

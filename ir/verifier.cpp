@@ -17,8 +17,10 @@ Status verify_graph(const Graph& g, bool is_region, int num_region_operands,
   size_t idx = 0;
   for (const auto& np : g.nodes()) {
     const Node& n = *np;
-    auto where = [&] { return "graph " + g.name() + ", node " + std::to_string(idx) + " (" +
-                              std::string(n.info().name) + ")"; };
+    auto where = [&] {
+      return "graph " + g.name() + ", node " + std::to_string(idx) + " (" +
+             std::string(n.info().name) + ")";
+    };
     const OpInfo& info = n.info();
     int no = n.num_operands();
     if (no < info.min_operands || (info.max_operands >= 0 && no > info.max_operands))
@@ -42,7 +44,8 @@ Status verify_graph(const Graph& g, bool is_region, int num_region_operands,
         return make_error(where(), ": arg index ", k, " out of range");
       if (n.result()->type != *region_operand_types[size_t(k)])
         return make_error(where(), ": arg type ", n.result()->type.str(),
-                          " differs from the region operand ", region_operand_types[size_t(k)]->str());
+                          " differs from the region operand ",
+                          region_operand_types[size_t(k)]->str());
     }
     if (n.op == Op::Yield) {
       if (!is_region) return make_error(where(), ": yield outside a region body");
@@ -67,7 +70,8 @@ Status verify_graph(const Graph& g, bool is_region, int num_region_operands,
     if (!inferred.ok()) return make_error(where(), ": ", inferred.message());
     if (!info.has(kSource)) {
       if (inferred->size() != n.results.size())
-        return make_error(where(), ": has ", n.results.size(), " results, expected ", inferred->size());
+        return make_error(where(), ": has ", n.results.size(), " results, expected ",
+                          inferred->size());
       for (size_t i = 0; i < n.results.size(); ++i)
         if ((*inferred)[i] != n.results[i]->type)
           return make_error(where(), ": result ", i, " has type ", n.results[i]->type.str(),
@@ -83,12 +87,15 @@ Status verify_graph(const Graph& g, bool is_region, int num_region_operands,
     }
     ++idx;
   }
-  if (is_region && yields != 1) return make_error("graph ", g.name(), ": region body needs one yield");
+  if (is_region && yields != 1)
+    return make_error("graph ", g.name(), ": region body needs one yield");
   return Status::Ok();
 }
 
 }  // namespace
 
-Status verify(const Graph& g) { return verify_graph(g, false, 0, {}); }
+Status verify(const Graph& g) {
+  return verify_graph(g, false, 0, {});
+}
 
 }  // namespace kiln::ir

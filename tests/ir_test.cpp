@@ -91,14 +91,16 @@ TEST(Ir, ParserErrorsNameLineAndColumn) {
       {"graph g {\n  %x = frobnicate : f32[2]\n}", "line 2, column 8: unknown op 'frobnicate'"},
       {"graph g {\n  %x = input {name=\"x\"} : f32[2]\n  %y = silu %x : f32[3]\n}",
        "line 3, column 3: declared type f32[3] but silu gives f32[2]"},
-      {"graph g {\n  %x = input {name=\"x\"} : f99[2]\n}", "line 2, column 27: unknown dtype 'f99'"},
+      {"graph g {\n  %x = input {name=\"x\"} : f99[2]\n}",
+       "line 2, column 27: unknown dtype 'f99'"},
       {"graph g {\n  %x = input {nam=\"x\"} : f32[2]\n}", "unknown attribute 'nam'"},
       {"graph g {\n  %x = input {name=\"x\"} : f32[2]\n", "missing '}'"},
       {"graph g {\n  %x = input {name=\"x} : f32[2]\n}", "line 2, column 20: unterminated string"},
       {"graph g {\n  %x = input {name=\"x\"} : f32[0]\n}", "dimensions must be positive"},
       {"graph g {\n  %x = input {name=\"x\"} : f32[2]\n  %x = silu %x : f32[2]\n}",
        "defined twice"},
-      {"graph g {\n  %x = input {name=\"x\"} : f32[2, 3]\n  %y = reshape %x {shape=[7]} : f32[7]\n}",
+      {"graph g {\n  %x = input {name=\"x\"} : f32[2, 3]\n  %y = reshape %x {shape=[7]} : "
+       "f32[7]\n}",
        "cannot reshape"},
       {"graph g {\n  %x = input {name=\"x\"} : f32[2]\n  %y = arg {index=0} : f32[2]\n}",
        "arg outside a region"},
@@ -107,7 +109,8 @@ TEST(Ir, ParserErrorsNameLineAndColumn) {
     auto g = parse(c.text);
     ASSERT_FALSE(g.ok()) << c.text;
     EXPECT_NE(g.message().find(c.error), std::string::npos)
-        << "text:\n" << c.text << "\nerror: " << g.message() << "\nexpected: " << c.error;
+        << "text:\n"
+        << c.text << "\nerror: " << g.message() << "\nexpected: " << c.error;
   }
 }
 

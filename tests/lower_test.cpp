@@ -9,7 +9,9 @@
 namespace kiln::lower {
 namespace {
 
-int count_ops(const ir::Graph& g, ir::Op op) { return int(g.nodes_of(op).size()); }
+int count_ops(const ir::Graph& g, ir::Op op) {
+  return int(g.nodes_of(op).size());
+}
 
 void check_model(const std::string& path, int layers, int64_t vocab) {
   auto f = gguf::GgufFile::open(path);
@@ -69,8 +71,9 @@ TEST(Lower, UnsupportedArchitectureListsTheSupportedOnes) {
   ASSERT_TRUE(f.ok());
   auto g = lower_gguf(**f, GraphSpec{});
   ASSERT_FALSE(g.ok());
-  EXPECT_EQ(g.message(),
-            "m.gguf: architecture 'mamba' is not supported (supported: llama, qwen2, qwen3, gemma3)");
+  EXPECT_EQ(
+      g.message(),
+      "m.gguf: architecture 'mamba' is not supported (supported: llama, qwen2, qwen3, gemma3)");
 }
 
 TEST(Lower, MissingKeyIsNamed) {

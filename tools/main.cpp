@@ -17,7 +17,9 @@ int register_command(Command c) {
   return int(registry().size());
 }
 
-const std::vector<Command>& commands() { return registry(); }
+const std::vector<Command>& commands() {
+  return registry();
+}
 
 int fail(const std::string& cmd, const std::string& message) {
   std::fprintf(stderr, "kiln %s: error: %s\n", cmd.c_str(), message.c_str());

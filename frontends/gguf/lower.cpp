@@ -62,8 +62,8 @@ Result<std::unique_ptr<ir::Graph>> lower_gguf(const gguf::GgufFile& file, const 
   if (!fam) {
     std::string list;
     for (const Family& f : kFamilies) list += (list.empty() ? "" : ", ") + std::string(f.arch);
-    return make_error(file.path(), ": architecture '", arch, "' is not supported (supported: ", list,
-                      ")");
+    return make_error(file.path(), ": architecture '", arch,
+                      "' is not supported (supported: ", list, ")");
   }
   if (spec.batch < 1 || spec.tokens < 1 || spec.ctx < 0)
     return make_error("bad graph spec ", spec.name());

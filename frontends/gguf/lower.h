@@ -13,10 +13,10 @@ namespace kiln::lower {
 
 // Which graph to build. Shapes are static: a graph is compiled once per spec.
 struct GraphSpec {
-  int batch = 1;         // B: sequences per call
-  int tokens = 1;        // T: tokens per sequence (1 = decode, else a prefill bucket)
-  int ctx = 0;           // KV-cache length (0: min(model context, 4096))
-  int slots = 0;         // KV-cache sequence slots S (0: = batch)
+  int batch = 1;            // B: sequences per call
+  int tokens = 1;           // T: tokens per sequence (1 = decode, else a prefill bucket)
+  int ctx = 0;              // KV-cache length (0: min(model context, 4096))
+  int slots = 0;            // KV-cache sequence slots S (0: = batch)
   bool all_logits = false;  // logits for every token (perplexity) instead of `rows`
   DType kv_type = DType::F16;
 

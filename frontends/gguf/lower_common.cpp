@@ -97,13 +97,27 @@ Value* Lowering::weight(const std::string& name, Shape expect) {
 // vec_dot_type): matching it makes kiln's greedy tokens equal llama.cpp's.
 DType ggml_act_type(DType w) {
   switch (w) {
-    case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: case DType::IQ4_NL: return DType::Q8_0;
-    case DType::Q4_1: case DType::Q5_1: return DType::Q8_1;
-    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-    case DType::IQ4_XS: return DType::Q8_K;
-    case DType::F16: return DType::F16;
-    case DType::BF16: return DType::BF16;
-    default: return DType::F32;
+    case DType::Q4_0:
+    case DType::Q5_0:
+    case DType::Q8_0:
+    case DType::IQ4_NL:
+      return DType::Q8_0;
+    case DType::Q4_1:
+    case DType::Q5_1:
+      return DType::Q8_1;
+    case DType::Q2_K:
+    case DType::Q3_K:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+    case DType::IQ4_XS:
+      return DType::Q8_K;
+    case DType::F16:
+      return DType::F16;
+    case DType::BF16:
+      return DType::BF16;
+    default:
+      return DType::F32;
   }
 }
 

@@ -61,9 +61,9 @@ class Lowering {
     std::string q_norm, k_norm;  // per-head rms_norm weights (qwen3, gemma3); "" for none
     std::string rope_mode = "normal";
     double rope_base = 10000.0, rope_scale = 1.0;
-    double q_scale = 1.0;       // applied to q after rope (gemma3)
-    double kq_scale = 1.0;      // softmax scale
-    int64_t window = 0;         // sliding window (0: none)
+    double q_scale = 1.0;   // applied to q after rope (gemma3)
+    double kq_scale = 1.0;  // softmax scale
+    int64_t window = 0;     // sliding window (0: none)
     double softcap = 0.0;
   };
   ir::Value* attention(int il, ir::Value* q, ir::Value* k, ir::Value* v, const HeadPrep& prep);

@@ -36,9 +36,12 @@ Status lower_llama_like(Lowering& L, const std::string& rope_mode, bool biases, 
     const std::string blk = "blk." + std::to_string(il) + ".";
     auto bias = [&](const char* n) { return biases ? blk + n : std::string(); };
     ir::Value* x = L.rms_norm_w(h, blk + "attn_norm.weight");
-    ir::Value* q = L.linear(x, blk + "attn_q.weight", hp.n_head * hp.head_dim_k, bias("attn_q.bias"));
-    ir::Value* k = L.linear(x, blk + "attn_k.weight", hp.n_head_kv * hp.head_dim_k, bias("attn_k.bias"));
-    ir::Value* v = L.linear(x, blk + "attn_v.weight", hp.n_head_kv * hp.head_dim_v, bias("attn_v.bias"));
+    ir::Value* q =
+        L.linear(x, blk + "attn_q.weight", hp.n_head * hp.head_dim_k, bias("attn_q.bias"));
+    ir::Value* k =
+        L.linear(x, blk + "attn_k.weight", hp.n_head_kv * hp.head_dim_k, bias("attn_k.bias"));
+    ir::Value* v =
+        L.linear(x, blk + "attn_v.weight", hp.n_head_kv * hp.head_dim_v, bias("attn_v.bias"));
     ir::Value* a = L.attention(il, q, k, v, prep);
     a = L.linear(a, blk + "attn_output.weight", E, bias("attn_output.bias"));
     h = b.named("blk" + std::to_string(il) + ".resid").add(h, a);
@@ -49,6 +52,8 @@ Status lower_llama_like(Lowering& L, const std::string& rope_mode, bool biases, 
   return Status::Ok();
 }
 
-Status lower_llama(Lowering& L) { return lower_llama_like(L, "normal", false, false); }
+Status lower_llama(Lowering& L) {
+  return lower_llama_like(L, "normal", false, false);
+}
 
 }  // namespace kiln::lower

@@ -7,7 +7,11 @@ namespace kiln::lower {
 
 Status lower_llama_like(Lowering& L, const std::string& rope_mode, bool biases, bool qk_norm);
 
-Status lower_qwen2(Lowering& L) { return lower_llama_like(L, "neox", true, false); }
-Status lower_qwen3(Lowering& L) { return lower_llama_like(L, "neox", false, true); }
+Status lower_qwen2(Lowering& L) {
+  return lower_llama_like(L, "neox", true, false);
+}
+Status lower_qwen3(Lowering& L) {
+  return lower_llama_like(L, "neox", false, true);
+}
 
 }  // namespace kiln::lower

@@ -12,7 +12,9 @@
 namespace kiln::test {
 namespace fs = std::filesystem;
 
-std::string data_dir() { return KILN_TEST_DATA; }
+std::string data_dir() {
+  return KILN_TEST_DATA;
+}
 
 bool models_required() {
   const char* v = std::getenv("KILN_REQUIRE_MODELS");
@@ -27,16 +29,20 @@ static std::string models_dir() {
 
 std::string model_path(const std::string& which) {
   std::string file;
-  if (which == "smollm2") file = "SmolLM2-135M-Instruct.Q4_1.gguf";
-  else if (which == "gemma3") file = "gemma-3-270m-q4_k_m.gguf";
-  else return "";
+  if (which == "smollm2")
+    file = "SmolLM2-135M-Instruct.Q4_1.gguf";
+  else if (which == "gemma3")
+    file = "gemma-3-270m-q4_k_m.gguf";
+  else
+    return "";
   std::string p = models_dir() + "/" + file;
   return fs::exists(p) ? p : "";
 }
 
 std::string temp_dir() {
   static std::string dir = [] {
-    std::string d = (fs::temp_directory_path() / ("kiln-test-" + std::to_string(getpid()))).string();
+    std::string d =
+        (fs::temp_directory_path() / ("kiln-test-" + std::to_string(getpid()))).string();
     fs::create_directories(d);
     std::atexit([] {
       std::error_code ec;

@@ -15,10 +15,10 @@ std::string data_dir();
 // Returns "" when it is missing; tests then skip, or fail when $KILN_REQUIRE_MODELS=1 (CI).
 std::string model_path(const std::string& which);
 // Skips (or fails under KILN_REQUIRE_MODELS=1) the current test when the model is missing.
-#define KILN_REQUIRE_MODEL(var, which)                                                   \
-  std::string var = ::kiln::test::model_path(which);                                    \
-  if (var.empty()) {                                                                     \
-    if (::kiln::test::models_required()) FAIL() << "model " << which << " not in cache"; \
+#define KILN_REQUIRE_MODEL(var, which)                                                     \
+  std::string var = ::kiln::test::model_path(which);                                       \
+  if (var.empty()) {                                                                       \
+    if (::kiln::test::models_required()) FAIL() << "model " << which << " not in cache";   \
     GTEST_SKIP() << "model " << which << " not in $KILN_MODELS; run scripts/fetch-models"; \
   }
 bool models_required();
