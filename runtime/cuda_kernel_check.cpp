@@ -106,7 +106,8 @@ Result<KernelCheckReport> check_kernels(CudaDevice& dev, const ir::Graph& g,
           v[i] = o.token >= 0 ? o.token
                               : int32_t(std::uniform_int_distribution<int64_t>(0, vocab - 1)(rng));
         if (name == "pos")
-          v[i] = o.real_tokens > 0 && int64_t(i) % T >= o.real_tokens
+          v[i] = (o.real_tokens > 0 && int64_t(i) % T >= o.real_tokens) ||
+                         (o.real_rows > 0 && int64_t(i) / T >= o.real_rows)
                      ? -1
                      : int32_t(o.position + int64_t(i) % T);
         if (name == "rows") v[i] = int32_t(T > 0 ? 0 : 0);

@@ -32,6 +32,9 @@ struct KernelCheckOptions {
   // > 0: only the first N tokens of each sequence are real, the rest of the bucket is padding
   // (position -1), as a prompt shorter than its prefill bucket is.
   int real_tokens = 0;
+  // > 0: only the first N batch rows are real, the others padding (a decode step of several
+  // sequences after some of them stopped).
+  int real_rows = 0;
 };
 
 struct RegionCheck {

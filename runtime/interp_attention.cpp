@@ -90,7 +90,7 @@ struct GgmlAttnRow {
   const float* v;
   int64_t heads, D, Dv, first, row0, m;
   float scale;
-  bool gemv;  // one token in the batch
+  bool gemv;  // one real token in the batch
 };
 
 static void ggml_attention_row(const GgmlAttnRow& r, float* sc, float* pr, float* y) {
@@ -144,6 +144,10 @@ Status run_Attention(KernelArgs& a) {
   const int64_t group = Hq / Hkv;
   const size_t k_slot = size_t(Hkv) * last_row_bytes(*kc.type);
   const size_t v_slot = size_t(Hkv) * last_row_bytes(*vc.type);
+  // ggml picks its f16 product by the batch's tokens; padding rows (pos < 0) are not in
+  // llama.cpp's batch, so one real token among them still takes ggml_vec_dot_f16.
+  int64_t real_tokens = 0;
+  for (int64_t r = 0; r < B * T; ++r) real_tokens += index_at(pos, r) >= 0;
 
   for (int64_t b = 0; b < B; ++b) {
     // Every key any query of this row can see lies in [lo, hi]; only those rows are read,
@@ -181,7 +185,7 @@ Status run_Attention(KernelArgs& a) {
         float* yr = y + ((b * T + t) * Hq + h) * Dv;
         if (exact) {
           const GgmlAttnRow row{qr, kf + kvh * D, vf + kvh * Dv, Hkv, D, Dv, v.lo, v.lo - lo,
-                                m,  float(scale), B * T < 2};
+                                m,  float(scale), real_tokens < 2};
           ggml_attention_row(row, sc, pr, yr);
           continue;
         }

@@ -529,6 +529,7 @@ TEST(CpuCodegen, AttentionRoundsAsGgml) {
   const Case cases[] = {{"f16", 1, 0, 64, 6, {300}},         {"f16", 1, 0, 64, 4, {5}},
                         {"f16", 1, 100, 64, 4, {450}},       {"f16", 1, 0, 80, 4, {200}},
                         {"f16", 3, 0, 64, 6, {77, 200, -1}}, {"f16", 2, 37, 80, 4, {90, 91}},
+                        {"f16", 3, 0, 64, 6, {200, -1, -1}},  // one real token: vec_dot_f16
                         {"q8_0", 1, 0, 64, 4, {130}}};
   for (const Case& c : cases) {
     const std::string g = fill(

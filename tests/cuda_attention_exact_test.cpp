@@ -4,8 +4,9 @@
 // order) and several (tinyBLAS's), grouped heads, head dims with and without vec_dot_f16's f64
 // tail (80) or with no 64-lane chain at all (32), Gemma 3's 256-wide heads, sliding windows whose
 // first key is not aligned to 16 or 64 cells, padding rows, positions past the cache, f16 / bf16 /
-// f32 caches, contexts long enough for the scores to leave shared memory. With NVRTC: the same
-// kernels compile for sm_80 and sm_90 without spills.
+// f32 caches, contexts long enough for the scores to leave shared memory, and a decode batch with
+// one real row among padding rows (vec_dot_f16's order: the kernel picks by the real token count).
+// With NVRTC: the same kernels compile for sm_80 and sm_90 without spills.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -33,6 +34,7 @@ struct Case {
   int position;  // of the first token (row t: position + t)
   double scale = 0.125;
   const char* expect = "ggml order";  // in the kernel's summary
+  int real_rows = 0;  // > 0: only the first `real_rows` batch rows are real, the rest padding
 };
 
 std::string attention_graph(const Case& c) {
@@ -107,6 +109,12 @@ const Case kCases[] = {
     {"f16", 2, 1, 6, 2, 64, 512, 0, 250},           // two sequences, one token each: tinyBLAS
     {"f16", 2, 1, 6, 2, 64, 512, 0, 400},           // the same, past 256 keys: split blocks
     {"f16", 1, 48, 2, 1, 32, 12288, 0, 11000, 0.125, "scores in scratch"},  // long prefill
+    // A decode step of several sequences, all but one stopped (padding rows): one real token, so
+    // vec_dot_f16's order, as llama.cpp's batch of that one token.
+    {"f16", 4, 1, 6, 2, 64, 512, 0, 200, 0.125, "by real tokens", 1},
+    {"f16", 4, 1, 4, 1, 256, 1024, 512, 700, 1.0, "by real tokens", 1},  // Gemma 3 window
+    {"f16", 2, 1, 6, 2, 64, 512, 0, 400, 0.125, "by real tokens", 1},    // split blocks
+    {"f16", 4, 1, 6, 2, 80, 512, 0, 300, 0.125, "by real tokens", 2},    // two real: tinyBLAS
     // Outside the interpreter's exact path: the flash kernel (within tolerance, checked below).
     {"f16", 1, 1, 4, 2, 72, 256, 0, 100, 0.125, "splits"},
 };
@@ -128,6 +136,7 @@ TEST(CudaAttentionExact, BitIdenticalToTheInterpreterOnTheEmulator) {
     runtime::MemoryWeights w;
     runtime::KernelCheckOptions o;
     o.position = c.position;
+    o.real_rows = c.real_rows;
     o.seed = 11;
     auto rep = runtime::check_kernels(*dev, **g, w, o);
     ASSERT_TRUE(rep.ok()) << rep.message();

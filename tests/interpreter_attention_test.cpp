@@ -109,6 +109,40 @@ TEST(InterpreterAttention, EqualsDecompositionAndNaive) {
     }
 }
 
+// llama.cpp's batch holds only real tokens, and ggml picks its f16 products by their count
+// (ggml_vec_dot_f16 for one, tinyBLAS for more). So act=f16 attention of one real token among
+// padding rows (position -1) is the one-token graph's result bit for bit, and a second real token
+// changes the order (the two differ in some last bit on random data).
+TEST(InterpreterAttention, PaddingRowsDoNotChangeTheProductOrder) {
+  const int64_t Hq = 4, Hkv = 2, D = 64, C = 512, P = 300;
+  std::vector<float> kv = test::random_floats(size_t(C * Hkv * D), 41, 2.0f);
+  std::vector<float> vv = test::random_floats(size_t(C * Hkv * D), 42);
+  std::vector<float> q1 = test::random_floats(size_t(Hq * D), 43, 2.0f);
+  auto run = [&](std::vector<int32_t> pos) {
+    const int64_t T = int64_t(pos.size());
+    Harness h;
+    std::vector<float> q(size_t(T * Hq * D), 0.5f);
+    std::copy(q1.begin(), q1.end(), q.begin());  // row 0 is the same query in every run
+    h.f32_inputs["q"] = q;
+    Value* qv = h.b.input("q", {DType::F32, {1, T, Hq, D}});
+    Value* kc = h.b.input("kc", {DType::F16, {1, C, Hkv, D}});
+    Value* vc = h.b.input("vc", {DType::F16, {1, C, Hkv, D}});
+    Value* p = h.input_i32("pos", {1, T}, pos);
+    Value* sq = h.input_i32("seq", {1}, {0});
+    h.b.output(h.b.attention(qv, kc, vc, p, sq, 0.125, 0, 0.0, DType::F16), "y");
+    EXPECT_TRUE(h.build().ok()) << h.b.status().message();
+    EXPECT_TRUE(h.interp->set_input_bytes("kc", to_f16_bytes(kv)).ok());
+    EXPECT_TRUE(h.interp->set_input_bytes("vc", to_f16_bytes(vv)).ok());
+    std::vector<float> y = h.run("y");
+    y.resize(size_t(Hq * D));  // row 0
+    return y;
+  };
+  const std::vector<float> alone = run({P});
+  ASSERT_EQ(alone.size(), size_t(Hq * D));
+  EXPECT_EQ(run({P, -1, -1}), alone);
+  EXPECT_NE(run({P, P + 1}), alone);  // two real tokens: tinyBLAS's order
+}
+
 TEST(InterpreterAttention, ReadsOnlyVisibleKeys) {
   // Cache rows no query can see (before the window, after the last position, other slots) hold
   // NaN: the result must not notice.

@@ -86,16 +86,28 @@ Status build_ggml(KernelCtx& k, const std::string& entry, KernelSpec& spec, Code
                   const Attn& a, bool* built) {
   *built = false;
   constexpr int64_t NT = 256, NW = NT / 32;
-  const bool gemv = a.B * a.T < 2;  // one token in the batch: ggml_vec_dot_f16, else tinyBLAS
-  const int64_t L = gemv ? 64 : 16;
-  // Score elements in the lane chains; vec_dot_f16 adds the rest (D % 64) in f64 one by one.
-  const int64_t NP = gemv ? a.D / 64 * 64 : a.D;
+  // ggml's f16 products: ggml_vec_dot_f16 (64 lanes) for one real token in the batch, tinyBLAS
+  // (16 lanes) for more. Padding rows (pos < 0) are not in llama.cpp's batch, so a decode step of
+  // several sequences (some of which may have stopped) holds both orders and picks by the run's
+  // real token count (`ntok`). Prefill kernels (T >= 2) keep tinyBLAS's alone: the context never
+  // sends one real token through a prefill bucket (plan_chunks), and the 64-lane scores would cost
+  // every prefill launch registers (~160 against ~70) for it.
+  const bool dual = a.T == 1 && a.B >= 2;
+  bool gemv = a.B * a.T < 2;
+  int64_t L = 0, NP = 0;  // lanes; score elements in the lane chains
+  std::string lanes;
+  auto set_order = [&](bool one_token) {
+    gemv = one_token;
+    L = gemv ? 64 : 16;
+    NP = gemv ? a.D / 64 * 64 : a.D;  // vec_dot_f16 adds the rest (D % 64) in f64 one by one
+    lanes = gemv ? "kl_vec_dot_f16_lanes" : "kl_reduce16_arr";
+  };
   const int64_t units = a.B * a.T * a.HQ;
   const int64_t NG = a.C / 16 + 2;  // aligned groups of 16 cells a visible range can touch
   // Threads per P·V output element for n outputs per block: each owns L / R lanes.
-  auto threads_per_output = [&](int64_t n) {
+  auto threads_per_output = [&](int64_t n, int64_t lanes_n) {
     int64_t r = 1;
-    while (r * 2 <= L && r * 2 * n <= NT) r *= 2;
+    while (r * 2 <= lanes_n && r * 2 * n <= NT) r *= 2;
     return r;
   };
   // Split blocks: about 256 blocks in all, a third of them for P·V (slices of >= 16 outputs).
@@ -109,8 +121,6 @@ Status build_ggml(KernelCtx& k, const std::string& entry, KernelSpec& spec, Code
   }
   const bool split = NA > 0;
   const int64_t DVS = split ? a.DV / NC : a.DV;  // outputs per P·V block in the split path
-  int64_t R = threads_per_output(a.DV);          // one block per unit
-  const int64_t RS = threads_per_output(DVS);    // split P·V blocks
   constexpr int64_t kSmem = 47 * 1024;           // static shared memory, with room for the rest
   const int64_t fixed = (a.D + NG + NW + 1) * 4 + 8;
   // Scores of the one-block path: in shared memory when they fit (always when split: at most
@@ -119,12 +129,23 @@ Status build_ggml(KernelCtx& k, const std::string& entry, KernelSpec& spec, Code
   const bool sc_smem = fixed + CS * 4 <= kSmem;
   // The split path's softmax block stages all scores in shared memory when they fit.
   const bool stage = split && fixed + a.C * 4 <= kSmem;
-  auto pool_of = [&](int64_t r) {
-    return std::max<int64_t>({sc_smem ? CS : 0, stage ? a.C : 0, r > 1 ? L * a.DV : 0,
-                              split && RS > 1 ? L * DVS : 0, 1});
+  // Per order: threads per output of the one-block path (R) and of the split P·V blocks (RS),
+  // and the shared pool it needs; the kernel's pool serves both orders.
+  struct Plan {
+    int64_t R, RS, pool;
   };
-  while (R > 1 && fixed + pool_of(R) * 4 > kSmem) R /= 2;
-  const int64_t POOL = pool_of(R);
+  auto plan_of = [&](int64_t lanes_n) {
+    Plan pl{threads_per_output(a.DV, lanes_n), threads_per_output(DVS, lanes_n), 0};
+    auto pool_of = [&](int64_t r) {
+      return std::max<int64_t>({sc_smem ? CS : 0, stage ? a.C : 0, r > 1 ? lanes_n * a.DV : 0,
+                                split && pl.RS > 1 ? lanes_n * DVS : 0, 1});
+    };
+    while (pl.R > 1 && fixed + pool_of(pl.R) * 4 > kSmem) pl.R /= 2;
+    pl.pool = pool_of(pl.R);
+    return pl;
+  };
+  const Plan plan64 = plan_of(64), plan16 = plan_of(16);
+  const int64_t POOL = std::max(dual || gemv ? plan64.pool : 0, dual || !gemv ? plan16.pool : 0);
   const uint64_t sc_floats = sc_smem && !split ? 0 : uint64_t(units * a.C);
   const uint64_t scratch = sc_floats * 4 + (split ? uint64_t(units) * 16 : 0);
   if (fixed + POOL * 4 > kSmem || scratch > (uint64_t(256) << 20)) return Status::Ok();
@@ -132,7 +153,6 @@ Status build_ggml(KernelCtx& k, const std::string& entry, KernelSpec& spec, Code
 
   const std::string kty = c_type(a.kdt), vty = c_type(a.vdt);
   const int64_t KS = a.HKV * a.D, VS = a.HKV * a.DV;  // cache row strides (elements)
-  const std::string lanes = gemv ? "kl_vec_dot_f16_lanes" : "kl_reduce16_arr";
   k.space = Space{false, 1, 1, 0};
   k.stats.clear();
 
@@ -298,6 +318,12 @@ Status build_ggml(KernelCtx& k, const std::string& entry, KernelSpec& spec, Code
     out.line("float* __restrict__ part = (float*)args.p[" +
              num(rg.num_operands() + int(rg.results.size())) + "];");
   }
+  if (dual) {  // the real token count (KernelSpec::token_count); 0: every row
+    spec.token_count = true;
+    out.line("const int ntok_run = *(const int*)args.p[" +
+             num(rg.num_operands() + int(rg.results.size()) + (scratch ? 1 : 0)) + "];");
+    out.line("const int ntok = ntok_run > 0 ? ntok_run : " + num(a.B * a.T) + ";");
+  }
   out.line("const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;");
   out.line("const int unit = blockIdx.x, h = unit % " + num(a.HQ) + ", bt = unit / " + num(a.HQ) +
            ", b = bt / " + num(a.T) + ", kvh = h / " + num(a.G) + ";");
@@ -323,68 +349,84 @@ Status build_ggml(KernelCtx& k, const std::string& entry, KernelSpec& spec, Code
   out.line("const " + vty + "* vb = a" + num(a.vc) + " + ((u64)s * " + num(a.C * a.HKV) +
            " + kvh) * " + num(a.DV) + ";");
 
-  // One block per unit.
-  if (split) {
-    out.open("if (m <= " + num(SPLIT_MIN) + ")");
-    out.line("if (blockIdx.y != 0) return;");
-  } else {
-    out.open("");
-  }
-  out.line(std::string("float* __restrict__ sc = ") +
-           (sc_smem ? "pool" : "part + (u64)unit * " + num(a.C)) + ";");
-  KILN_RETURN_IF_ERROR(emit_q());
-  emit_scores("0", "m");
-  out.line("KL_SYNC();");
-  emit_softmax("sc", plain);
-  out.line("KL_SYNC();");
-  emit_pv(plain, "0", a.DV, R);
-  if (split) out.line("return;");
-  out.close();
-
-  if (split) {
-    out.line("__shared__ u32 role;");
-    out.line("__shared__ int last;");
-    out.line("float* __restrict__ sc = part + (u64)unit * " + num(a.C) + ";");
-    out.line("u32* uc = (u32*)(part + " + num(units * a.C) + ") + unit * 4;");
-    out.line("if (tid == 0) role = kl_atomic_inc(uc);");
-    out.line("KL_SYNC();");
-    out.line("const int t = (int)role;");
-    out.open("if (t < " + num(NA) + ")");
-    out.line("const int na = min(" + num(NA) + ", (m + 31) / 32), chunk = (m + na - 1) / na;");
-    out.open("if (t < na)");
-    KILN_RETURN_IF_ERROR(emit_q());
-    emit_scores("t * chunk", "min(m, t * chunk + chunk)");
-    out.close();
-    out.line("kl_fence();");
-    out.line("KL_SYNC();");
-    out.line("if (tid == 0) last = kl_atomic_inc(uc + 1) == " + num(NA - 1) + "u;");
-    out.line("KL_SYNC();");
-    out.open("if (last)");
-    out.line("kl_fence();");
-    if (stage) {  // through shared memory
-      out.line("#pragma unroll 4");
-      out.line("for (int j = tid; j < m; j += " + num(NT) + ") pool[j] = kl_ldcg(sc + j);");
-      out.line("KL_SYNC();");
-      emit_softmax("pool", plain);
-      out.line("for (int j = tid; j < m; j += " + num(NT) + ") sc[j] = pool[j];");
+  // The rest in one order, or in both, chosen by the run's real token count.
+  auto emit_order = [&](bool one_token) -> Status {
+    set_order(one_token);
+    const Plan& pl = one_token ? plan64 : plan16;
+    // One block per unit.
+    if (split) {
+      out.open("if (m <= " + num(SPLIT_MIN) + ")");
+      out.line("if (blockIdx.y != 0) return;");
     } else {
-      emit_softmax("sc", ldcg);
+      out.open("");
     }
-    out.line("kl_fence();");
+    out.line(std::string("float* __restrict__ sc = ") +
+             (sc_smem ? "pool" : "part + (u64)unit * " + num(a.C)) + ";");
+    KILN_RETURN_IF_ERROR(emit_q());
+    emit_scores("0", "m");
     out.line("KL_SYNC();");
-    out.line("if (tid == 0) kl_atomic_inc(uc + 2);");  // the flag
+    emit_softmax("sc", plain);
+    out.line("KL_SYNC();");
+    emit_pv(plain, "0", a.DV, pl.R);
+    if (split) out.line("return;");
     out.close();
+
+    if (split) {
+      out.line("__shared__ u32 role;");
+      out.line("__shared__ int last;");
+      out.line("float* __restrict__ sc = part + (u64)unit * " + num(a.C) + ";");
+      out.line("u32* uc = (u32*)(part + " + num(units * a.C) + ") + unit * 4;");
+      out.line("if (tid == 0) role = kl_atomic_inc(uc);");
+      out.line("KL_SYNC();");
+      out.line("const int t = (int)role;");
+      out.open("if (t < " + num(NA) + ")");
+      out.line("const int na = min(" + num(NA) + ", (m + 31) / 32), chunk = (m + na - 1) / na;");
+      out.open("if (t < na)");
+      KILN_RETURN_IF_ERROR(emit_q());
+      emit_scores("t * chunk", "min(m, t * chunk + chunk)");
+      out.close();
+      out.line("kl_fence();");
+      out.line("KL_SYNC();");
+      out.line("if (tid == 0) last = kl_atomic_inc(uc + 1) == " + num(NA - 1) + "u;");
+      out.line("KL_SYNC();");
+      out.open("if (last)");
+      out.line("kl_fence();");
+      if (stage) {  // through shared memory
+        out.line("#pragma unroll 4");
+        out.line("for (int j = tid; j < m; j += " + num(NT) + ") pool[j] = kl_ldcg(sc + j);");
+        out.line("KL_SYNC();");
+        emit_softmax("pool", plain);
+        out.line("for (int j = tid; j < m; j += " + num(NT) + ") sc[j] = pool[j];");
+      } else {
+        emit_softmax("sc", ldcg);
+      }
+      out.line("kl_fence();");
+      out.line("KL_SYNC();");
+      out.line("if (tid == 0) kl_atomic_inc(uc + 2);");  // the flag
+      out.close();
+      out.close();
+      out.open("else");
+      out.line("if (tid == 0) while (kl_ld_volatile(uc + 2) == 0u) {}");
+      out.line("kl_fence();");
+      out.line("KL_SYNC();");
+      emit_pv(ldcg, "(t - " + num(NA) + ") * " + num(DVS), DVS, pl.RS);
+      out.close();
+      out.line("KL_SYNC();");
+      out.open("if (tid == 0 && kl_atomic_inc(uc + 3) == " + num(NA + NC - 1) + "u)");
+      out.line("for (int i = 0; i < 4; ++i) kl_atomic_store0(uc + i);");
+      out.close();
+    }
+    return Status::Ok();
+  };
+  if (dual) {
+    out.open("if (ntok < 2)");
+    KILN_RETURN_IF_ERROR(emit_order(true));
     out.close();
     out.open("else");
-    out.line("if (tid == 0) while (kl_ld_volatile(uc + 2) == 0u) {}");
-    out.line("kl_fence();");
-    out.line("KL_SYNC();");
-    emit_pv(ldcg, "(t - " + num(NA) + ") * " + num(DVS), DVS, RS);
+    KILN_RETURN_IF_ERROR(emit_order(false));
     out.close();
-    out.line("KL_SYNC();");
-    out.open("if (tid == 0 && kl_atomic_inc(uc + 3) == " + num(NA + NC - 1) + "u)");
-    out.line("for (int i = 0; i < 4; ++i) kl_atomic_store0(uc + i);");
-    out.close();
+  } else {
+    KILN_RETURN_IF_ERROR(emit_order(a.B * a.T < 2));
   }
   out.line("(void)lane;");
   out.close();
@@ -394,14 +436,17 @@ Status build_ggml(KernelCtx& k, const std::string& entry, KernelSpec& spec, Code
   spec.grid[1] = uint32_t(split ? NA + NC : 1);
   spec.block = NT;
   spec.scratch_bytes = scratch;
-  spec.summary = "attention (ggml order, " + std::string(gemv ? "vec_dot_f16" : "tinyBLAS") +
+  spec.summary = "attention (ggml order, " +
+                 std::string(dual   ? "vec_dot_f16 or tinyBLAS by real tokens"
+                             : gemv ? "vec_dot_f16"
+                                    : "tinyBLAS") +
                  "): " + num(units) + " (token, head) units" +
                  (split ? " x " + num(NA) + " score + " + num(NC) + " P·V blocks beyond " +
                               num(SPLIT_MIN) + " keys"
                         : std::string()) +
-                 ", heads of " + num(a.D) + ", P·V " + num(R) + " threads per output, cache " +
-                 std::string(dtype_name(a.kdt)) + "[" + num(a.S) + ", " + num(a.C) + "]" +
-                 (a.window ? ", window " + num(a.window) : "") +
+                 ", heads of " + num(a.D) + ", P·V " + num((gemv ? plan64 : plan16).R) +
+                 " threads per output, cache " + std::string(dtype_name(a.kdt)) + "[" + num(a.S) +
+                 ", " + num(a.C) + "]" + (a.window ? ", window " + num(a.window) : "") +
                  (sc_smem ? "" : ", scores in scratch");
   return Status::Ok();
 }

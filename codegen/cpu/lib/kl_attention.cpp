@@ -310,6 +310,10 @@ KL_API void kl_attention(const float* q, const uint8_t* kc, const uint8_t* vc, c
     float* sc = acc + group * Dv;                   // per head: C scores, then probabilities
     float* lanes = sc + group * C;                  // exact: 64 lanes of Dv
     const bool exact = softcap == 0.0f && D % 16 == 0;
+    // ggml picks its f16 product by the batch's real tokens (padding rows, pos < 0, are not in
+    // llama.cpp's batch): ggml_vec_dot_f16 for one, tinyBLAS for more.
+    int64_t real_tokens = 0;
+    for (int64_t r = 0; r < B * T; ++r) real_tokens += pos[r] >= 0;
     const int64_t items = bth * parts;
     for (int64_t it = items * ith / nth; it < items * (ith + 1) / nth; ++it) {
       const int64_t part = it % parts, unit = it / parts;
@@ -326,7 +330,7 @@ KL_API void kl_attention(const float* q, const uint8_t* kc, const uint8_t* vc, c
         e.vbase = vc + (slot * C * Hkv + kvh) * v_row;
         e.Hq = Hq, e.D = D, e.Dv = Dv, e.Hkv = Hkv, e.k_row = k_row, e.v_row = v_row;
         e.bt = bt, e.h0 = h0, e.nh = nh, e.C = C, e.kdt = kdt, e.vdt = vdt, e.scale = scale;
-        e.gemv = B * T < 2;
+        e.gemv = real_tokens < 2;
         attention_exact(e, r, qh, buf, sc, lanes, y);
         continue;
       }
