@@ -42,9 +42,10 @@ struct Built {
   passes::MemoryPlan plan;
 };
 
-Built build(const gguf::GgufFile& file, int tokens) {
+Built build(const gguf::GgufFile& file, int tokens, int batch = 1) {
   Built b;
   b.spec.tokens = tokens;
+  b.spec.batch = batch;
   b.spec.ctx = 64;
   auto g = lower::lower_gguf(file, b.spec);
   EXPECT_TRUE(g.ok()) << g.message();
@@ -66,18 +67,20 @@ bool inexact_logits(const runtime::RegionCheck& rc) {
   return rc.region.rfind("logits", 0) == 0 && rc.err < 1e-6;
 }
 
-void expect_kernels_match(const std::string& preset, DType quant, int tokens, int real = 0) {
+void expect_kernels_match(const std::string& preset, DType quant, int tokens, int real = 0,
+                          int batch = 1, int real_rows = 0, int position = 11) {
   TinyModel m = make(preset, quant);
   ASSERT_TRUE(m.file);
   auto dev = runtime::make_emulated_device();
   runtime::GgufWeights weights(*m.file);
   {
     SCOPED_TRACE(preset + " tokens " + std::to_string(tokens) + " real " + std::to_string(real));
-    Built b = build(*m.file, tokens);
+    Built b = build(*m.file, tokens, batch);
     ASSERT_TRUE(b.graph);
     runtime::KernelCheckOptions o;
+    o.real_rows = real_rows;
     o.seed = 3 + uint32_t(tokens);
-    o.position = 11;
+    o.position = position;
     o.real_tokens = real;
     auto rep = runtime::check_kernels(*dev, *b.graph, weights, o);
     ASSERT_TRUE(rep.ok()) << rep.message();
@@ -122,6 +125,12 @@ TEST(CudaEmulator, TinyQwen3Q6_KPaddedPrefillKernelsMatchTheInterpreter) {
 }
 TEST(CudaEmulator, TinyGemma3Q4_KPaddedPrefillKernelsMatchTheInterpreter) {
   expect_kernels_match("tiny-gemma3", DType::Q4_K, 8, 6);
+}
+// A decode batch of three with two stopped sequences (padding rows): one real token, so
+// attention sums in ggml_vec_dot_f16's order, read from the token-count cell at run time. At
+// position 50: over fewer than 16 cells the two orders' value sums would agree.
+TEST(CudaEmulator, TinyQwen3Q8_0DecodeBatchWithStoppedRowsMatchesTheInterpreter) {
+  expect_kernels_match("tiny-qwen3", DType::Q8_0, 1, 0, 3, 1, 50);
 }
 TEST(CudaEmulator, TinyQwen2Q8_0DecodeKernelsMatchTheInterpreter) {
   expect_kernels_match("tiny-qwen2", DType::Q8_0, 1);
@@ -200,6 +209,65 @@ TEST(CudaEmulator, ExecutorDecodeMatchesInterpreterAndReplaysOneGraph) {
   EXPECT_EQ(end.captures, mid.captures);
   EXPECT_EQ(end.graph_launches, mid.graph_launches);
   EXPECT_EQ(end.launches - mid.launches, int64_t(e.launches_per_run()));
+}
+
+// A decode batch of two sequences on the executor, the graph replayed: after step 2 sequence 1
+// stops and runs as a padding row (position -1), so the step has one real token, which the
+// executor writes to the token-count cell the kernels read, without capturing the graph again.
+// Logits equal the interpreter's batch bit for bit. (The tiny model's logits do not show which
+// order attention took: its f16 probabilities and q8 activations absorb a last-bit difference.
+// The kernel checks above and tests/cuda_attention_exact_test.cpp compare attention itself.)
+TEST(CudaEmulator, ExecutorDecodeBatchCountsOnlyLiveSequences) {
+  TinyModel m = make("tiny-qwen3", DType::Q8_0);
+  ASSERT_TRUE(m.file);
+  auto dev = runtime::make_emulated_device();
+  runtime::GgufWeights weights(*m.file);
+  Built ref = build(*m.file, 1, 2);
+  Built b = build(*m.file, 1, 2);
+  ASSERT_TRUE(ref.graph && b.graph);
+  runtime::StateStore states;
+  auto interp = runtime::Interpreter::create(*ref.graph, weights, states);
+  ASSERT_TRUE(interp.ok()) << interp.message();
+  runtime::ConstantStore host_constants(weights);
+  runtime::DeviceConstants constants(*dev, weights, host_constants);
+  runtime::DeviceStates dstates(*dev);
+  runtime::CudaContext cx{dev.get(), &constants, &dstates, {}};
+  auto exec = runtime::CudaExecutor::create(b.spec, std::move(b.graph), std::move(b.plan), cx);
+  ASSERT_TRUE(exec.ok()) << exec.message();
+  auto& e = **exec;
+  std::vector<int32_t> tok{42, 7};
+  const std::vector<int32_t> seq{0, 1};
+  const int steps = 5;
+  for (int s = 0; s < steps; ++s) {
+    // From position 40 (the cache rows before it are zeros on both sides): with a few cells,
+    // each lane of the products would hold at most one and the two orders would agree.
+    const std::vector<int32_t> pos{40 + s, s < 2 ? 40 + s : -1};
+    ASSERT_TRUE((*interp)->set_input("tokens", tok).ok());
+    ASSERT_TRUE((*interp)->set_input("pos", pos).ok());
+    ASSERT_TRUE((*interp)->set_input("seq", seq).ok());
+    ASSERT_TRUE((*interp)->run().ok());
+    auto want = (*interp)->output("logits");
+    ASSERT_TRUE(want.ok());
+    ASSERT_TRUE(e.set_input("tokens", tok).ok());
+    ASSERT_TRUE(e.set_input("pos", pos).ok());
+    ASSERT_TRUE(e.set_input("seq", seq).ok());
+    ASSERT_TRUE(e.run().ok());
+    auto got = e.output("logits");
+    ASSERT_TRUE(got.ok()) << got.message();
+    ASSERT_EQ(got->size(), want->size());
+    EXPECT_EQ(runtime::relative_error({got->begin(), got->end()}, {want->begin(), want->end()}),
+              0.0)
+        << "step " << s;
+    const size_t vocab = want->size() / 2;
+    for (size_t r = 0; r < 2; ++r) {
+      size_t best = 0;
+      for (size_t i = 1; i < vocab; ++i)
+        if ((*want)[r * vocab + i] > (*want)[r * vocab + best]) best = i;
+      tok[r] = int32_t(best);
+    }
+  }
+  EXPECT_EQ(e.replay().captures(), 1);
+  EXPECT_EQ(e.replay().replays(), steps);
 }
 
 TEST(CudaEmulator, GpuCheckFlowPassesOnTheEmulator) {
