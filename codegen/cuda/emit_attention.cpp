@@ -318,18 +318,18 @@ Status build_ggml(KernelCtx& k, const std::string& entry, KernelSpec& spec, Code
     out.line("float* __restrict__ part = (float*)args.p[" +
              num(rg.num_operands() + int(rg.results.size())) + "];");
   }
-  if (dual) {  // the real token count (KernelSpec::token_count); 0: every row
-    spec.token_count = true;
-    out.line("const int ntok_run = *(const int*)args.p[" +
-             num(rg.num_operands() + int(rg.results.size()) + (scratch ? 1 : 0)) + "];");
-    out.line("const int ntok = ntok_run > 0 ? ntok_run : " + num(a.B * a.T) + ";");
-  }
   out.line("const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;");
   out.line("const int unit = blockIdx.x, h = unit % " + num(a.HQ) + ", bt = unit / " + num(a.HQ) +
            ", b = bt / " + num(a.T) + ", kvh = h / " + num(a.G) + ";");
   out.line("(void)b;");
   out.line("kl_pdl_launch();");
   out.line("kl_pdl_wait();");
+  if (dual) {  // the real token count (KernelSpec::token_count); 0: every row
+    spec.token_count = true;
+    out.line("const int ntok_run = *(const int*)args.p[" +
+             num(rg.num_operands() + int(rg.results.size()) + (scratch ? 1 : 0)) + "];");
+    out.line("const int ntok = ntok_run > 0 ? ntok_run : " + num(a.B * a.T) + ";");
+  }
   out.line("__shared__ float qs[" + num(a.D) + "];");
   out.line("__shared__ float pool[" + num(POOL) + "];");
   out.line("__shared__ float gsum[" + num(NG) + "];");
