@@ -139,49 +139,89 @@ TEST(CudaEmulator, TinyQwen2Q8_0PrefillKernelsMatchTheInterpreter) {
   expect_kernels_match("tiny-qwen2", DType::Q8_0, 5);
 }
 
+// The interpreter and a CUDA executor (on the emulator) over the same decode graph of a tiny
+// model: one step runs both on the same inputs.
+struct DecodeRig {
+  TinyModel m;
+  std::unique_ptr<runtime::CudaDevice> dev = runtime::make_emulated_device();
+  std::unique_ptr<runtime::GgufWeights> weights;
+  Built ref;  // the interpreter's graph, which it references
+  runtime::StateStore states;
+  std::unique_ptr<runtime::Interpreter> interp;
+  std::unique_ptr<runtime::ConstantStore> host_constants;
+  std::unique_ptr<runtime::DeviceConstants> constants;
+  std::unique_ptr<runtime::DeviceStates> dstates;
+  std::unique_ptr<runtime::CudaExecutor> exec;
+
+  // Builds everything; a failure is a test failure and leaves `exec` null.
+  DecodeRig(const std::string& preset, DType quant, int batch) : m(make(preset, quant)) {
+    init(batch);
+  }
+  void init(int batch) {
+    ASSERT_TRUE(m.file);
+    weights = std::make_unique<runtime::GgufWeights>(*m.file);
+    ref = build(*m.file, 1, batch);
+    Built b = build(*m.file, 1, batch);
+    ASSERT_TRUE(ref.graph && b.graph);
+    auto in = runtime::Interpreter::create(*ref.graph, *weights, states);
+    ASSERT_TRUE(in.ok()) << in.message();
+    interp = std::move(*in);
+    host_constants = std::make_unique<runtime::ConstantStore>(*weights);
+    constants = std::make_unique<runtime::DeviceConstants>(*dev, *weights, *host_constants);
+    dstates = std::make_unique<runtime::DeviceStates>(*dev);
+    runtime::CudaContext cx{dev.get(), constants.get(), dstates.get(), {}};
+    auto e = runtime::CudaExecutor::create(b.spec, std::move(b.graph), std::move(b.plan), cx);
+    ASSERT_TRUE(e.ok()) << e.message();
+    exec = std::move(*e);
+  }
+
+  // One step on both; the interpreter's logits, and the executor's relative error against them
+  // (NaN when a run fails, which is a test failure too).
+  std::vector<float> step(const std::vector<int32_t>& tokens, const std::vector<int32_t>& pos,
+                          const std::vector<int32_t>& seq, double* err) {
+    *err = std::nan("");
+    for (auto* in : {&tokens, &pos, &seq}) {
+      const char* name = in == &tokens ? "tokens" : in == &pos ? "pos" : "seq";
+      EXPECT_TRUE(interp->set_input(name, *in).ok()) << name;
+      EXPECT_TRUE(exec->set_input(name, *in).ok()) << name;
+    }
+    EXPECT_TRUE(interp->run().ok());
+    auto want = interp->output("logits");
+    EXPECT_TRUE(want.ok());
+    Status st = exec->run();
+    EXPECT_TRUE(st.ok()) << st.message();
+    auto got = exec->output("logits");
+    EXPECT_TRUE(got.ok()) << got.message();
+    if (!want.ok() || !got.ok() || !st.ok() || got->size() != want->size()) return {};
+    *err = runtime::relative_error({got->begin(), got->end()}, {want->begin(), want->end()});
+    return {want->begin(), want->end()};
+  }
+};
+
+// The first greatest of row r's `vocab` logits.
+int32_t argmax_row(const std::vector<float>& logits, size_t r, size_t vocab) {
+  size_t best = 0;
+  for (size_t i = 1; i < vocab; ++i)
+    if (logits[r * vocab + i] > logits[r * vocab + best]) best = i;
+  return int32_t(best);
+}
+
 // Decode on the executor (graph captured once, replayed) against the interpreter, token by
 // token, with the device argmax and the fed-back token.
 TEST(CudaEmulator, ExecutorDecodeMatchesInterpreterAndReplaysOneGraph) {
-  TinyModel m = make("tiny-llama", DType::Q8_0);
-  ASSERT_TRUE(m.file);
-  auto dev = runtime::make_emulated_device();
-  runtime::GgufWeights weights(*m.file);
-  Built ref = build(*m.file, 1);
-  Built b = build(*m.file, 1);
-  ASSERT_TRUE(ref.graph && b.graph);
-  runtime::StateStore states;
-  auto interp = runtime::Interpreter::create(*ref.graph, weights, states);
-  ASSERT_TRUE(interp.ok()) << interp.message();
-  runtime::ConstantStore host_constants(weights);
-  runtime::DeviceConstants constants(*dev, weights, host_constants);
-  runtime::DeviceStates dstates(*dev);
-  runtime::CudaContext cx{dev.get(), &constants, &dstates, {}};
-  auto exec = runtime::CudaExecutor::create(b.spec, std::move(b.graph), std::move(b.plan), cx);
-  ASSERT_TRUE(exec.ok()) << exec.message();
-  auto& e = **exec;
+  DecodeRig rig("tiny-llama", DType::Q8_0, 1);
+  ASSERT_TRUE(rig.exec);
+  auto& e = *rig.exec;
+  auto& dev = rig.dev;
   const runtime::EmulatorStats before = runtime::emulator_stats(*dev);
   int32_t tok = 42;
   const int steps = 6;
   for (int s = 0; s < steps; ++s) {
-    std::vector<int32_t> t{tok}, pos{s}, seq{0};
-    ASSERT_TRUE((*interp)->set_input("tokens", t).ok());
-    ASSERT_TRUE((*interp)->set_input("pos", pos).ok());
-    ASSERT_TRUE((*interp)->set_input("seq", seq).ok());
-    ASSERT_TRUE((*interp)->run().ok());
-    auto want = (*interp)->output("logits");
-    ASSERT_TRUE(want.ok());
-    ASSERT_TRUE(e.set_input("tokens", t).ok());
-    ASSERT_TRUE(e.set_input("pos", pos).ok());
-    ASSERT_TRUE(e.set_input("seq", seq).ok());
-    ASSERT_TRUE(e.run().ok());
-    auto got = e.output("logits");
-    ASSERT_TRUE(got.ok()) << got.message();
-    const double err =
-        runtime::relative_error({got->begin(), got->end()}, {want->begin(), want->end()});
+    double err = 0;
+    const std::vector<float> want = rig.step({tok}, {s}, {0}, &err);
+    ASSERT_FALSE(want.empty());
     EXPECT_EQ(err, 0.0) << "step " << s;  // rounded as the interpreter, bit for bit
-    int best = 0;
-    for (size_t i = 1; i < want->size(); ++i)
-      if ((*want)[i] > (*want)[size_t(best)]) best = int(i);
+    const int32_t best = argmax_row(want, 0, want.size());
     auto toks = e.tokens();
     ASSERT_TRUE(toks.ok()) << toks.message();
     EXPECT_EQ((*toks)[0], best) << "device argmax, step " << s;
@@ -218,53 +258,19 @@ TEST(CudaEmulator, ExecutorDecodeMatchesInterpreterAndReplaysOneGraph) {
 // order attention took: its f16 probabilities and q8 activations absorb a last-bit difference.
 // The kernel checks above and tests/cuda_attention_exact_test.cpp compare attention itself.)
 TEST(CudaEmulator, ExecutorDecodeBatchCountsOnlyLiveSequences) {
-  TinyModel m = make("tiny-qwen3", DType::Q8_0);
-  ASSERT_TRUE(m.file);
-  auto dev = runtime::make_emulated_device();
-  runtime::GgufWeights weights(*m.file);
-  Built ref = build(*m.file, 1, 2);
-  Built b = build(*m.file, 1, 2);
-  ASSERT_TRUE(ref.graph && b.graph);
-  runtime::StateStore states;
-  auto interp = runtime::Interpreter::create(*ref.graph, weights, states);
-  ASSERT_TRUE(interp.ok()) << interp.message();
-  runtime::ConstantStore host_constants(weights);
-  runtime::DeviceConstants constants(*dev, weights, host_constants);
-  runtime::DeviceStates dstates(*dev);
-  runtime::CudaContext cx{dev.get(), &constants, &dstates, {}};
-  auto exec = runtime::CudaExecutor::create(b.spec, std::move(b.graph), std::move(b.plan), cx);
-  ASSERT_TRUE(exec.ok()) << exec.message();
-  auto& e = **exec;
+  DecodeRig rig("tiny-qwen3", DType::Q8_0, 2);
+  ASSERT_TRUE(rig.exec);
+  auto& e = *rig.exec;
   std::vector<int32_t> tok{42, 7};
-  const std::vector<int32_t> seq{0, 1};
   const int steps = 5;
   for (int s = 0; s < steps; ++s) {
     // From position 40 (the cache rows before it are zeros on both sides): with a few cells,
     // each lane of the products would hold at most one and the two orders would agree.
-    const std::vector<int32_t> pos{40 + s, s < 2 ? 40 + s : -1};
-    ASSERT_TRUE((*interp)->set_input("tokens", tok).ok());
-    ASSERT_TRUE((*interp)->set_input("pos", pos).ok());
-    ASSERT_TRUE((*interp)->set_input("seq", seq).ok());
-    ASSERT_TRUE((*interp)->run().ok());
-    auto want = (*interp)->output("logits");
-    ASSERT_TRUE(want.ok());
-    ASSERT_TRUE(e.set_input("tokens", tok).ok());
-    ASSERT_TRUE(e.set_input("pos", pos).ok());
-    ASSERT_TRUE(e.set_input("seq", seq).ok());
-    ASSERT_TRUE(e.run().ok());
-    auto got = e.output("logits");
-    ASSERT_TRUE(got.ok()) << got.message();
-    ASSERT_EQ(got->size(), want->size());
-    EXPECT_EQ(runtime::relative_error({got->begin(), got->end()}, {want->begin(), want->end()}),
-              0.0)
-        << "step " << s;
-    const size_t vocab = want->size() / 2;
-    for (size_t r = 0; r < 2; ++r) {
-      size_t best = 0;
-      for (size_t i = 1; i < vocab; ++i)
-        if ((*want)[r * vocab + i] > (*want)[r * vocab + best]) best = i;
-      tok[r] = int32_t(best);
-    }
+    double err = 0;
+    const std::vector<float> want = rig.step(tok, {40 + s, s < 2 ? 40 + s : -1}, {0, 1}, &err);
+    ASSERT_FALSE(want.empty());
+    EXPECT_EQ(err, 0.0) << "step " << s;
+    for (size_t r = 0; r < 2; ++r) tok[r] = argmax_row(want, r, want.size() / 2);
   }
   EXPECT_EQ(e.replay().captures(), 1);
   EXPECT_EQ(e.replay().replays(), steps);
